@@ -1,0 +1,13 @@
+"""skad-transfer: transfer-based semantic anomaly detection (Deecke et al., ICML 2021) for scikit-learn."""
+
+from .data.corpora import OutlierCorpus, list_corpora, register_corpus
+from .detectors import ADIBDetector, ADRADetector
+from .nn import ResNet26, resnet26
+from .weights import WeightsRecord, list_weights, register_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ADIBDetector", "ADRADetector", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
+    "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "__version__",
+]

@@ -1,0 +1,17 @@
+"""Where skad-transfer keeps downloaded weights and decoded data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "SKAD_TRANSFER_HOME"
+
+
+def home_dir() -> Path:
+    """``$SKAD_TRANSFER_HOME`` if set, else ``~/.cache/skad_transfer``."""
+    return Path(os.environ.get(HOME_ENV, "~/.cache/skad_transfer")).expanduser()
+
+
+def weights_dir() -> Path:
+    return home_dir() / "weights"

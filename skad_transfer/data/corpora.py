@@ -1,0 +1,217 @@
+"""Outlier-exposure corpora named by string, path or loader object, read lazily.
+
+``outlier_exposure=`` (and ``fit``'s ``X_outlier``) accepts
+
+* a registered corpus name (:func:`list_corpora`), e.g. ``"tinyimagenet"``;
+* a path: ``.npy`` (memory-mapped), ``.npz`` (key ``X``, ``images``, ``x`` or ``data``, or its only
+  array), an image-folder directory or a ``.zip`` of one (decoded once into the cache as ``.npy``,
+  then memory-mapped);
+* an image array or tensor in any form :mod:`skad_transfer.data.images` accepts;
+* a loader object: anything indexable by an integer array that returns images (``np.memmap``,
+  h5py/zarr arrays), or a map-style dataset whose items are images or ``(image, label)`` pairs;
+* an :class:`OutlierCorpus`.
+
+Corpora are views: a grid search that names one corpus in the estimator's parameters shares one
+memory map between all candidates (``clone`` keeps the same object, pickling keeps only the path), and
+only the rows of each batch are read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .images import IMAGE_FORMS, ImageBatch, as_image_batch, to_numpy
+
+_NPZ_KEYS = ("X", "images", "x", "data")
+
+
+class OutlierCorpus:
+    """A lazily read image corpus.
+
+    Parameters
+    ----------
+    source : array-like or map-style dataset
+        Images (any accepted layout) or a dataset whose items are images / ``(image, label)``.
+    name : str, default="outlier_exposure"
+        Used in error messages and reprs.
+    path : str, optional
+        Where ``source`` was opened from; pickles keep only this path and reopen it.
+    image_shape : tuple, optional
+        (C, H, W) for flattened rows.
+    """
+
+    def __init__(self, source, *, name: str = "outlier_exposure", path: str | None = None, image_shape=None):
+        self.name = name
+        self.path = path
+        self.image_shape = image_shape
+        self._source = source
+        self._is_array = hasattr(source, "shape") and hasattr(source, "dtype") and len(getattr(source, "shape")) >= 2
+        if not self._is_array and not (hasattr(source, "__getitem__") and hasattr(source, "__len__")):
+            raise TypeError(
+                f"{name}: expected an image array, a path, a registered corpus name or an indexable "
+                f"dataset, got {type(source).__name__}"
+            )
+        if len(self) == 0:
+            raise ValueError(f"{name}: the outlier-exposure corpus is empty")
+        self.take(np.arange(min(2, len(self))))  # fail now, not in the middle of training
+
+    def __len__(self) -> int:
+        return int(self._source.shape[0]) if self._is_array else len(self._source)
+
+    @property
+    def nbytes(self) -> int:
+        return int(getattr(self._source, "nbytes", 0))
+
+    @property
+    def is_in_memory(self) -> bool:
+        """True for plain in-memory arrays; False for memory maps and loaders."""
+        return isinstance(self._source, (np.ndarray, torch.Tensor)) and not isinstance(self._source, np.memmap)
+
+    def take(self, indices) -> torch.Tensor:
+        """The images at ``indices`` as a canonical NCHW, 3-channel CPU tensor (uint8 or float32)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._is_array:
+            # Sorted reads are sequential on a memory map; the original order is restored after.
+            order = np.argsort(indices, kind="stable")
+            rows = to_numpy(self._source[torch.as_tensor(indices[order]) if isinstance(self._source, torch.Tensor)
+                                         else indices[order]], self.name)
+            rows = np.asarray(rows)[np.argsort(order, kind="stable")]
+        else:
+            rows = np.stack([_item_to_array(self._source[int(i)], self.name) for i in indices])
+        return as_image_batch(rows, name=self.name, image_shape=self.image_shape).data
+
+    def all(self) -> ImageBatch:
+        """The whole corpus as one batch (only for corpora that fit in memory)."""
+        if self._is_array:
+            return as_image_batch(self._source, name=self.name, image_shape=self.image_shape)
+        data = self.take(np.arange(len(self)))
+        return ImageBatch(data, tuple(data.shape[1:]))
+
+    def __deepcopy__(self, memo):
+        return self  # immutable view: sklearn.clone must not copy the data per grid candidate
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if self.path is not None:
+            state["_source"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self._source is None:
+            self._source = _open_path(Path(self.path)).source
+
+    @property
+    def source(self):
+        return self._source
+
+    def __repr__(self) -> str:
+        where = f", path={self.path!r}" if self.path else ""
+        return f"OutlierCorpus(name={self.name!r}, n={len(self)}{where})"
+
+
+def _item_to_array(item, name: str) -> np.ndarray:
+    if isinstance(item, (tuple, list)):
+        item = item[0]
+    if isinstance(item, torch.Tensor):
+        array = item.detach().cpu().numpy()
+    else:
+        array = np.asarray(item)  # PIL images convert to HWC uint8
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"{name}: dataset items must be single images (H, W, C), got shape {array.shape}")
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array
+
+
+_REGISTRY: dict[str, Callable[[], OutlierCorpus]] = {}
+_OPEN: dict[tuple, OutlierCorpus] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def register_corpus(name: str, opener: Callable[[], OutlierCorpus], *, overwrite: bool = False) -> None:
+    """Make ``outlier_exposure=name`` call ``opener()`` (once per process) to open the corpus."""
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"corpus {name!r} is already registered; pass overwrite=True")
+    _REGISTRY[name] = opener
+
+
+def list_corpora() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def resolve_corpus(spec, *, name: str = "outlier_exposure", image_shape=None) -> OutlierCorpus:
+    """Turn any accepted corpus specification into an :class:`OutlierCorpus`."""
+    if isinstance(spec, OutlierCorpus):
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        text = os.fspath(spec)
+        if isinstance(spec, str) and spec in _REGISTRY:
+            key = ("name", spec)
+            with _OPEN_LOCK:
+                if key not in _OPEN:
+                    _OPEN[key] = _REGISTRY[spec]()
+                return _OPEN[key]
+        path = Path(text).expanduser()
+        if not path.exists():
+            if isinstance(spec, str) and os.sep not in text and not path.suffix:
+                raise ValueError(
+                    f"{name}: unknown corpus name {text!r}; registered corpora are {list_corpora()}, "
+                    f"or pass a path to .npy/.npz/an image folder/a .zip of one, or an array"
+                )
+            raise FileNotFoundError(f"{name}: no such file or directory: {path}")
+        stat = path.stat()
+        key = ("path", str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        with _OPEN_LOCK:
+            if key not in _OPEN:
+                _OPEN[key] = _open_path(path, name=name)
+            return _OPEN[key]
+    if spec is None:
+        raise ValueError(f"{name}: no outlier-exposure corpus given")
+    if isinstance(spec, torch.Tensor) or isinstance(spec, (list, tuple)):
+        spec = as_image_batch(spec, name=name, image_shape=image_shape).data
+    return OutlierCorpus(spec, name=name, image_shape=image_shape)
+
+
+def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as error:
+            raise OSError(f"{name}: could not read {path}: {error}") from error
+        return OutlierCorpus(array, name=name, path=str(path))
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.files)
+                key = next((k for k in _NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise ValueError(
+                        f"{name}: {path} holds arrays {keys}; expected one of {list(_NPZ_KEYS)} or a single array"
+                    )
+                array = archive[key]
+        except (ValueError, TypeError):
+            raise
+        except Exception as error:
+            raise OSError(f"{name}: could not read {path}: {error}") from error
+        return OutlierCorpus(array, name=name, path=str(path))
+    if path.is_dir() or suffix == ".zip":
+        from .datasets import load_image_folder
+
+        images, _, _ = load_image_folder(path)
+        return OutlierCorpus(images, name=name, path=str(path))
+    raise ValueError(
+        f"{name}: cannot read {path}: expected .npy, .npz, an image-folder directory or a .zip of one "
+        f"({IMAGE_FORMS} inside arrays)"
+    )

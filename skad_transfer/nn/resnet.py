@@ -1,0 +1,238 @@
+"""The paper's ResNet26, with the reference code's parameter names and named feature taps.
+
+The layout and the state-dict keys follow the authors' ``resnet26.pth`` (see ``docs/weights.md``):
+``pre_conv``/``pre_bn`` (stem), ``layer{1,2,3}.{0..3}.conv{1,2}``/``bn{1,2}`` (three stages of four
+basic blocks), ``end_bn_relu.0`` (the final BatchNorm) and ``linears`` (the head). Shortcuts carry no
+parameters: a 2x2 average pool followed by zero-padding of the channels wherever the resolution or
+the width changes. The same network serves 32x32 and 96x96 input: global average pooling makes the
+head independent of the resolution, so ``input_size`` only fixes the preprocessing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FEATURE_LAYERS = ("stem", "stage1", "stage2", "stage3", "pooled")
+"""Names of the intermediate features that :meth:`ResNet26.features` can return."""
+
+SUPPORTED_INPUT_SIZES = (32, 96)
+
+
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN plus a parameter-free shortcut, then ReLU.
+
+    ``ra1``/``ra2`` are the optional parallel 1x1 residual adapters of ADRA (see
+    :mod:`skad_transfer.nn.adapters`); they are ``None`` in a plain network, so a plain network's
+    state dict has exactly the reference keys.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = conv3x3(in_channels, out_channels, stride)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.ra1: nn.Module | None = None
+        self.ra2: nn.Module | None = None
+        self.stride = stride
+        self.pad_channels = out_channels - in_channels
+        if self.pad_channels < 0:
+            raise ValueError(
+                f"BasicBlock: out_channels must be >= in_channels for a zero-padding shortcut, "
+                f"got {in_channels} -> {out_channels}"
+            )
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = F.avg_pool2d(x, self.stride)
+        if self.pad_channels:
+            # Zero channels appended after the input's: the reference's cat([x, 0 * x]) for 2x width.
+            x = F.pad(x, (0, 0, 0, 0, 0, self.pad_channels))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        if self.ra1 is not None:
+            y = y + self.ra1(x)
+        y = F.relu(self.bn1(y))
+        z = self.conv2(y)
+        if self.ra2 is not None:
+            z = z + self.ra2(y)
+        z = self.bn2(z)
+        return F.relu(z + self.shortcut(x))
+
+
+class ResNet26(nn.Module):
+    """ResNet26 of Deecke et al. (2021): a 3x3 stem and three stages of four basic blocks.
+
+    Parameters
+    ----------
+    width : int, default=64
+        Channels of the stem and first stage; the stages have ``width``, ``2 * width`` and
+        ``4 * width`` channels. 64 is the paper's network.
+    input_size : {32, 96}, default=32
+        The image resolution the network is meant for (CIFAR-like 32 or STL-10's 96). It does not
+        change the parameters; it is recorded so that inputs can be resized to it.
+    num_classes : int, default=1
+        Outputs of the linear head: 1 for an anomaly logit, 1000 for ImageNet pretraining.
+
+    Attributes
+    ----------
+    feature_dim : int
+        Dimension of the pooled features that feed the head (``4 * width``).
+    """
+
+    def __init__(self, width: int = 64, input_size: int = 32, num_classes: int = 1):
+        super().__init__()
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        if input_size not in SUPPORTED_INPUT_SIZES:
+            raise ValueError(f"input_size must be one of {SUPPORTED_INPUT_SIZES}, got {input_size!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.width = width
+        self.input_size = input_size
+        self.num_classes = num_classes
+        self.pre_conv = conv3x3(3, width)
+        self.pre_bn = nn.BatchNorm2d(width)
+        self.pre_ra: nn.Module | None = None
+        channels = width
+        for index, (out_channels, stride) in enumerate(((width, 1), (2 * width, 2), (4 * width, 2))):
+            blocks = []
+            for block in range(4):
+                blocks.append(BasicBlock(channels, out_channels, stride if block == 0 else 1))
+                channels = out_channels
+            setattr(self, f"layer{index + 1}", nn.Sequential(*blocks))
+        self.end_bn_relu = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.feature_dim = channels
+        self.linears = nn.Linear(channels, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The reference initialisation: convs ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 and bias 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        self.linears.reset_parameters()
+
+    def reset_head(self, num_classes: int = 1) -> None:
+        """Replace the head by a fresh ``Linear(feature_dim, num_classes)`` on the same device."""
+        reference = self.linears.weight
+        self.linears = nn.Linear(self.feature_dim, num_classes).to(reference.device, reference.dtype)
+        self.num_classes = num_classes
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pre_conv(x)
+        if self.pre_ra is not None:
+            y = y + self.pre_ra(x)
+        return F.relu(self.pre_bn(y))
+
+    def features(self, x: torch.Tensor, layers: Iterable[str] = ("pooled",)) -> dict[str, torch.Tensor]:
+        """Intermediate activations by name (see :data:`FEATURE_LAYERS`).
+
+        ``stem``, ``stage1``, ``stage2`` and ``stage3`` are feature maps (N, C, H, W); ``stage3`` is
+        taken after the final BN-ReLU; ``pooled`` is its global average, the input of the head.
+        """
+        wanted = tuple(layers)
+        unknown = [name for name in wanted if name not in FEATURE_LAYERS]
+        if unknown:
+            raise ValueError(f"layers must be among {FEATURE_LAYERS}, got unknown {unknown}")
+        out: dict[str, torch.Tensor] = {}
+        y = self._stem(x)
+        if "stem" in wanted:
+            out["stem"] = y
+        y = self.layer1(y)
+        if "stage1" in wanted:
+            out["stage1"] = y
+        y = self.layer2(y)
+        if "stage2" in wanted:
+            out["stage2"] = y
+        if not {"stage3", "pooled"} & set(wanted):
+            return out
+        y = self.end_bn_relu(self.layer3(y))
+        if "stage3" in wanted:
+            out["stage3"] = y
+        if "pooled" in wanted:
+            out["pooled"] = y.mean(dim=(2, 3))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.end_bn_relu(self.layer3(self.layer2(self.layer1(self._stem(x)))))
+        return self.linears(y.mean(dim=(2, 3)))
+
+    def conv3x3_parameters(self) -> list[nn.Parameter]:
+        """The 3x3 convolution weights (stem included): what ADRA freezes and L2-SP-ref regularizes."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+def resnet26(
+    width: int | None = None,
+    input_size: int | None = None,
+    weights=None,
+    *,
+    num_classes: int = 1,
+    progress: bool = False,
+) -> ResNet26:
+    """Build the paper's ResNet26, optionally loaded with theta0 weights.
+
+    Parameters
+    ----------
+    width : int, optional
+        Stem/first-stage channels. Defaults to the weights' width, else 64 (the paper's).
+    input_size : {32, 96}, optional
+        Defaults to the weights' input size, else 32.
+    weights : None, str, path-like or WeightsRecord, default=None
+        ``None`` keeps a random initialisation (as in torchvision). Otherwise anything
+        :func:`skad_transfer.weights.resolve_weights` accepts: a registered name such as
+        ``"default"``, a checkpoint path or a :class:`~skad_transfer.weights.WeightsRecord`.
+        The backbone must match exactly (missing or unexpected keys raise a ValueError that lists
+        them); the head is loaded only when its shape equals ``num_classes``, else it stays fresh.
+    num_classes : int, default=1
+        Outputs of the head (1 = anomaly logit).
+    progress : bool, default=False
+        Show a progress bar if the weights must be downloaded.
+
+    Returns
+    -------
+    ResNet26
+
+    Examples
+    --------
+    >>> from skad_transfer import resnet26
+    >>> net = resnet26(width=8)
+    >>> sorted(net.features(torch.zeros(2, 3, 32, 32), ["stem", "pooled"]))
+    ['pooled', 'stem']
+    """
+    from ..weights import load_backbone_state, resolve_weights
+
+    record = resolve_weights(weights) if weights is not None else None
+    if record is not None:
+        if width is not None and width != record.width:
+            raise ValueError(f"width={width} does not match the weights {record.name!r} (width {record.width})")
+        if input_size is not None and input_size != record.input_size:
+            raise ValueError(
+                f"input_size={input_size} does not match the weights {record.name!r} "
+                f"(input size {record.input_size})"
+            )
+        width, input_size = record.width, record.input_size
+    network = ResNet26(width=64 if width is None else width, input_size=32 if input_size is None else input_size,
+                       num_classes=num_classes)
+    if record is not None:
+        load_backbone_state(network, record.load_state_dict(progress=progress), source=record.name)
+    return network

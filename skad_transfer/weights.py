@@ -1,0 +1,305 @@
+"""theta0: weights records, the registry, the cache directory, downloads with a hash check, safe loading.
+
+A :class:`WeightsRecord` is to a checkpoint what torchvision's ``WeightsEnum`` entries are: where the
+file comes from (a packaged asset, the cache directory, a URL), how inputs must be preprocessed for
+it (input size, mean/std) and what it is (architecture, width, dataset, accuracy, sha256).
+
+``weights=`` everywhere accepts ``None``, a registered name (:func:`list_weights`), a checkpoint path
+or a record. A registered name resolves to, in order: its packaged file, the file of the same name
+in the cache directory (``$SKAD_TRANSFER_HOME/weights``, default ``~/.cache/skad_transfer/weights``),
+a download from its URL (checked against its sha256); failing all of these the error says which file
+to put where. Checkpoints are read with ``torch.load(..., weights_only=True)``: a checkpoint file
+cannot run code.
+
+Checkpoint files are either a flat state dict (the authors' ``resnet26.pth``) or
+``{"state_dict": ..., "skad_transfer_weights": {...record fields...}}`` as written by
+:func:`save_weights`; a ``module.`` prefix (DDP) is stripped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ._paths import HOME_ENV, weights_dir
+
+CIFAR_MEAN = (0.4914, 0.4824, 0.4467)
+CIFAR_STD = (0.2471, 0.2435, 0.2616)
+_RECORD_KEY = "skad_transfer_weights"
+_HEAD_PREFIX = "linears."
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """A theta0 checkpoint: its source, the preprocessing it expects, and what it is.
+
+    Parameters
+    ----------
+    name : str
+        Registered name, or the file path for an unregistered file.
+    arch : str, default="resnet26"
+    width : int, default=64
+    input_size : int, default=32
+    mean, std : tuple of 3 floats
+        Per-channel normalisation applied to 0..1 images before the network.
+    filename : str, optional
+        File name inside the cache directory (and of the download).
+    path : str, optional
+        A local file that holds the checkpoint (a packaged asset or a user's file).
+    url : str, optional
+        Where to download ``filename`` from when it is not in the cache.
+    sha256 : str, optional
+        Hex digest the file must have; checked after every download and on every load.
+    meta : dict
+        Anything else: dataset, epochs, val_top1, the command that made it, ...
+    """
+
+    name: str
+    arch: str = "resnet26"
+    width: int = 64
+    input_size: int = 32
+    mean: tuple = CIFAR_MEAN
+    std: tuple = CIFAR_STD
+    filename: str | None = None
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def locate(self, progress: bool = False) -> Path:
+        """The local checkpoint file, downloading it into the cache directory if needed."""
+        if self.path is not None:
+            path = Path(self.path)
+            if not path.is_file():
+                raise FileNotFoundError(f"weights {self.name!r}: file {path} does not exist")
+            return path
+        if self.filename is None:
+            raise ValueError(f"weights {self.name!r} names neither a path nor a filename")
+        cached = weights_dir() / self.filename
+        if cached.is_file():
+            return cached
+        if self.url is not None:
+            return download_file(self.url, cached, sha256=self.sha256, progress=progress)
+        source = self.meta.get("source", "its publisher")
+        raise FileNotFoundError(
+            f"weights {self.name!r} are not available offline: put the file {self.filename!r} "
+            f"(from {source}) at {cached} (the cache directory is set by ${HOME_ENV}), or pass its "
+            f"path as weights=..."
+        )
+
+    def load_state_dict(self, progress: bool = False) -> dict[str, torch.Tensor]:
+        path = self.locate(progress=progress)
+        if self.sha256 is not None:
+            digest = sha256_file(path)
+            if digest != self.sha256:
+                raise OSError(
+                    f"weights {self.name!r}: {path} has sha256 {digest}, expected {self.sha256}; "
+                    f"the file is corrupt or a different checkpoint; delete it and retry"
+                )
+        state, _ = read_checkpoint(path)
+        return state
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["mean"], out["std"], out["meta"] = list(self.mean), list(self.std), dict(self.meta)
+        return out
+
+
+_REGISTRY: dict[str, WeightsRecord] = {}
+
+
+def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> WeightsRecord:
+    """Make ``record`` resolvable by its name."""
+    if not isinstance(record, WeightsRecord):
+        raise TypeError(f"record must be a WeightsRecord, got {type(record).__name__}")
+    if record.name in _REGISTRY and not overwrite:
+        raise ValueError(f"weights {record.name!r} are already registered; pass overwrite=True")
+    _REGISTRY[record.name] = record
+    return record
+
+
+def unregister_weights(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def list_weights() -> list[str]:
+    """Names accepted by ``weights=``."""
+    return sorted(_REGISTRY)
+
+
+def get_weights(name: str) -> WeightsRecord:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"weights: unknown name {name!r}; registered names are {list_weights()}, or pass a "
+            f"checkpoint path or a WeightsRecord"
+        ) from None
+
+
+def resolve_weights(weights) -> WeightsRecord | None:
+    """``None`` | registered name | checkpoint path | WeightsRecord -> WeightsRecord (or None)."""
+    if weights is None or isinstance(weights, WeightsRecord):
+        return weights
+    if isinstance(weights, os.PathLike) or isinstance(weights, str):
+        text = os.fspath(weights)
+        if isinstance(weights, str) and weights in _REGISTRY:
+            return _REGISTRY[weights]
+        path = Path(text).expanduser()
+        if path.is_file():
+            return record_from_file(path)
+        if isinstance(weights, os.PathLike) or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt"):
+            raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
+        return get_weights(text)
+    raise TypeError(
+        f"weights: expected None, a registered name, a checkpoint path or a WeightsRecord, "
+        f"got {type(weights).__name__}"
+    )
+
+
+def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """(state dict, record fields or None) from a checkpoint file, loaded safely."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise OSError(f"weights: could not read checkpoint {path}: {type(error).__name__}: {error}") from error
+    fields = None
+    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        fields = obj.get(_RECORD_KEY)
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise OSError(f"weights: {path} does not hold a state dict of tensors")
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+    return state, fields
+
+
+def record_from_file(path) -> WeightsRecord:
+    """A record for an unregistered checkpoint file; the width is read off the stem conv."""
+    path = Path(path)
+    state, fields = read_checkpoint(path)
+    if fields:
+        known = {k: v for k, v in fields.items() if k in WeightsRecord.__dataclass_fields__}
+        known.update(name=str(path), path=str(path), filename=None, url=None)
+        known["mean"], known["std"] = tuple(known.get("mean", CIFAR_MEAN)), tuple(known.get("std", CIFAR_STD))
+        known["sha256"] = None  # the file itself is the source of truth; a copy may be renamed
+        return WeightsRecord(**known)
+    if "pre_conv.weight" not in state:
+        raise ValueError(
+            f"weights: {path} is not a ResNet26 checkpoint (no 'pre_conv.weight'; first keys: "
+            f"{list(state)[:5]})"
+        )
+    return WeightsRecord(name=str(path), width=int(state["pre_conv.weight"].shape[0]), path=str(path),
+                         meta={"source": str(path)})
+
+
+def save_weights(network: nn.Module, path, *, name: str | None = None, mean=CIFAR_MEAN, std=CIFAR_STD,
+                 meta: Mapping[str, Any] | None = None) -> WeightsRecord:
+    """Write ``network``'s state dict with its record; returns the record (with the file's sha256)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = WeightsRecord(
+        name=name or path.stem, arch="resnet26", width=int(network.width), input_size=int(network.input_size),
+        mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), filename=path.name,
+        meta=dict(meta or {}),
+    )
+    fields = record.to_dict()
+    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+    _atomic_write(path, lambda handle: torch.save({"state_dict": state, _RECORD_KEY: fields}, handle))
+    return replace(record, path=str(path), sha256=sha256_file(path))
+
+
+def load_backbone_state(network: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Load theta0 into ``network``: every backbone key must match; the head only if shapes agree.
+
+    Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
+    """
+    own = network.state_dict()
+    head_fits = all(k in state and state[k].shape == own[k].shape for k in own if k.startswith(_HEAD_PREFIX))
+    wanted = {k for k in own if head_fits or not k.startswith(_HEAD_PREFIX)}
+    given = {k for k in state if head_fits or not k.startswith(_HEAD_PREFIX)}
+    # Checkpoints from before BatchNorm counted its batches lack num_batches_tracked; it is unused.
+    missing = sorted(k for k in wanted - given if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(given - wanted)
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
+        for k in wanted & given if state[k].shape != own[k].shape
+    )
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ValueError(f"{source} do not fit this {type(network).__name__}: " + "; ".join(problems))
+    network.load_state_dict({k: state[k] for k in wanted & given}, strict=False)
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, destination, *, sha256: str | None = None, progress: bool = False) -> Path:
+    """Stream ``url`` (http(s) or file://) to ``destination`` atomically, checking ``sha256``.
+
+    Nothing is left at ``destination`` unless the download completed and its digest matched.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+
+    def write(handle):
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except Exception as error:
+            raise OSError(f"could not download {url}: {error}; put the file at {destination} instead") from error
+        total = int(response.headers.get("Content-Length") or 0) or None
+        from tqdm.auto import tqdm
+
+        with response, tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+                            desc=destination.name) as bar:
+            while block := response.read(1 << 20):
+                digest.update(block)
+                handle.write(block)
+                bar.update(len(block))
+        if sha256 is not None and digest.hexdigest() != sha256:
+            raise OSError(f"sha256 mismatch for {url}: expected {sha256}, got {digest.hexdigest()}")
+
+    _atomic_write(destination, write)
+    return destination
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+register_weights(WeightsRecord(
+    name="transferad-resnet26",
+    width=64,
+    input_size=32,
+    filename="resnet26.pth",
+    meta={
+        "source": "the authors of Deecke et al. (2021), Google Drive file id 1uRmyJfs5OW2s0USoue6WbPdr_04MNOFI "
+                  "(linked from github.com/VICO-UoE/TransferAD)",
+        "dataset": "ImageNet at 32x32",
+        "paper": "Transfer-Based Semantic Anomaly Detection, ICML 2021",
+    },
+))
