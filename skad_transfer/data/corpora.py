@@ -209,7 +209,12 @@ def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
     if path.is_dir() or suffix == ".zip":
         from .datasets import load_image_folder
 
-        images, _, _ = load_image_folder(path)
+        try:
+            images, _, _ = load_image_folder(path)
+        except ValueError as error:
+            if "look like dataset splits" not in str(error):
+                raise
+            images, _, _ = load_image_folder(path, split="train")  # an OE corpus is training data
         return OutlierCorpus(images, name=name, path=str(path))
     raise ValueError(
         f"{name}: cannot read {path}: expected .npy, .npz, an image-folder directory or a .zip of one "

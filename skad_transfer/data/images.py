@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_array
@@ -30,6 +31,8 @@ def to_numpy(X, name: str = "X"):
     """Torch tensors -> numpy (on the CPU); everything else passes through for check_array."""
     if X is None:
         raise TypeError(f"{name}: expected an image batch ({IMAGE_FORMS}), got None")
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"{name}: sparse input is not supported; images must be dense ({IMAGE_FORMS})")
     if isinstance(X, (str, bytes, dict)):
         raise TypeError(f"{name}: expected an image batch ({IMAGE_FORMS}), got {type(X).__name__}")
     if isinstance(X, torch.Tensor):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
 from ..data.images import as_image_batch, resolve_image_shape, to_numpy
-from ..engine import TrainingData, TrainSettings, apply_batched, resolve_device, train
+from ..engine import PRECISIONS, TrainingData, TrainSettings, apply_batched, resolve_device, train
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
@@ -55,6 +55,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "image_shape": [tuple, list, None],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "checkpoint": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -79,6 +80,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         contamination="auto",
         image_shape=None,
         device="auto",
+        precision="auto",
         checkpoint=None,
         random_state=None,
         verbose=False,
@@ -96,6 +98,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.image_shape = image_shape
         self.device = device
+        self.precision = precision
         self.checkpoint = checkpoint
         self.random_state = random_state
         self.verbose = verbose
@@ -165,7 +168,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
         settings = TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-            weight_decay=self.weight_decay, seed=seed, device=device, verbose=bool(self.verbose),
+            weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
             checkpoint=self.checkpoint, description=type(self).__name__,
         )
         if self.checkpoint is not None:
@@ -193,12 +196,12 @@ class TransferDetector(OutlierMixin, BaseEstimator):
             if isinstance(y, (str, os.PathLike, OutlierCorpus)):
                 y_outlier = y
             else:
-                y_array = to_numpy(y, "y")
-                y_shape = np.shape(y_array)
+                y_array = np.asarray(to_numpy(y, "y"))
+                y_shape = y_array.shape
                 if len(y_shape) >= 2:
                     y_outlier = y
                 elif len(y_shape) == 1:
-                    labels = np.asarray(y_array)
+                    labels = y_array
                 else:
                     raise ValueError(f"y: expected 1-D labels or an image batch, got {type(y).__name__} {y_shape}")
         images = self._validate_images(X_raw, reset=True)
@@ -209,7 +212,9 @@ class TransferDetector(OutlierMixin, BaseEstimator):
                     f"got {labels.shape[0]}"
                 )
             if labels.dtype.kind not in "iufb":
-                raise ValueError(f"y: expected numeric labels (+1 normal, -1 anomaly), got dtype {labels.dtype}")
+                raise ValueError(
+                    f"y: Unknown label type: expected numeric labels (+1 normal, -1 anomaly), got dtype {labels.dtype}"
+                )
             normal = labels != -1
             if not normal.any():
                 raise ValueError("y: every row is labelled -1 (anomaly); at least one normal (+1) row is needed")
@@ -219,7 +224,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
     def _validate_images(self, X, *, reset: bool) -> torch.Tensor:
         X = to_numpy(X, "X")
-        if hasattr(X, "columns") or np.ndim(X) == 2:
+        if hasattr(X, "columns") or np.asarray(X).ndim == 2:
             X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=True, ensure_min_samples=1)
             shape = self.image_shape if reset else getattr(self, "image_shape_", None)
             if reset:
@@ -292,7 +297,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _score(self, images: torch.Tensor) -> np.ndarray:
         logits = apply_batched(self.network_, images, device=self.device_, mean=self.mean_, std=self.std_,
-                               input_size=self.input_size_)
+                               input_size=self.input_size_, precision=self.precision)
         return -logits.reshape(len(images), -1)[:, 0].double().numpy()
 
     def score_samples(self, X):
@@ -330,7 +335,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
         if "network_" in state:
             # Pickles hold CPU tensors, so a model fitted on CUDA loads anywhere.
             network = state["network_"]

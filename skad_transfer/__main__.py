@@ -1,0 +1,7 @@
+"""python -m skad_transfer"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
