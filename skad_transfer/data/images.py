@@ -16,6 +16,7 @@ nominal range is 0..1 (stored as float32, not clipped).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,17 @@ def to_numpy(X, name: str = "X"):
             X = X.float()
         return X.numpy()
     return X
+
+
+@contextmanager
+def naming_errors(name: str):
+    """Prefix ValueErrors (e.g. numpy's "could not convert string to float") with the argument's name."""
+    try:
+        yield
+    except ValueError as error:
+        if name in str(error):
+            raise
+        raise ValueError(f"{name}: {error}") from error
 
 
 def resolve_image_shape(n_features: int, image_shape=None, name: str = "X") -> tuple[int, int, int]:
@@ -98,10 +110,11 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
     wrongly shaped input or integers outside 0..255; every message names ``name``.
     """
     if not validated:
-        X = check_array(
-            to_numpy(X, name), accept_sparse=False, dtype="numeric", ensure_all_finite=True,
-            allow_nd=True, ensure_min_samples=1, input_name=name,
-        )
+        with naming_errors(name):
+            X = check_array(
+                to_numpy(X, name), accept_sparse=False, dtype="numeric", ensure_all_finite=True,
+                allow_nd=True, ensure_min_samples=1, input_name=name,
+            )
     X = np.asarray(X)
     if X.ndim == 2:
         shape = resolve_image_shape(X.shape[1], image_shape, name)

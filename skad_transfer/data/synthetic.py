@@ -344,8 +344,8 @@ class InterventionTask:
     X_normal, factors_normal : ndarray
         Training images of the normal factor combination.
     X_outlier, factors_outlier : ndarray
-        Outlier-exposure corpus: factor combinations other than the normal
-        one that use none of the intervention values.
+        Outlier-exposure corpus: factor combinations that are neither the
+        normal one nor a test anomaly.
     tests : dict of str to InterventionTestSet
         One test set per intervened factor, in the order of ``interventions``.
     normal : dict of str to str
@@ -391,10 +391,11 @@ def make_intervention_task(
     of ``interventions``, a test set mixes fresh normal images with
     anomalies equal to normal except that ``factor`` takes ``value``. The
     outlier-exposure corpus draws uniformly from the combinations of the
-    ``normal`` factors that are not the normal combination and contain no
-    intervention value (so no test anomaly, nor any image showing an
-    anomalous value, appears in it), as in the MPI3D protocol where the OE
-    data are images that are neither normal nor anomalous.
+    categorical combinations that are neither the normal combination nor a
+    test anomaly (normal with one factor set to its intervention value), as
+    in the paper's MPI3D protocol where the OE data are all images that are
+    neither normal nor anomalous: the corpus shows the intervention values
+    (blue, square, large) only in combinations that are not anomalies.
 
     Parameters
     ----------
@@ -470,16 +471,23 @@ def make_intervention_task(
     normal_table = combos(normal_codes)
     X_normal, factors_normal = draw(n_normal, normal_table)
 
-    # OE: every categorical combination whose normal-fixed factors avoid the
-    # intervention values and do not reproduce the normal combination.
+    # OE: every categorical combination that is neither normal nor one of the
+    # test anomalies (normal with exactly one factor set to its intervention
+    # value) -- the paper's MPI3D protocol, where e.g. blue cubes and large
+    # green cones are OE while the blue/cube/large red-cone anomalies are not.
     table = combos({})
+    columns = {name: j for j, name in enumerate(_CATEGORICAL)}
+
+    def matches(assignment: Mapping[str, int]) -> np.ndarray:
+        hit = np.ones(len(table), dtype=bool)
+        for name, code in assignment.items():
+            hit &= table[:, columns[name]] == code
+        return hit
+
+    same_as_normal = matches(normal_codes)
     keep = np.ones(len(table), dtype=bool)
-    same_as_normal = np.ones(len(table), dtype=bool)
-    for j, name in enumerate(_CATEGORICAL):
-        if name in intervention_codes:
-            keep &= table[:, j] != intervention_codes[name]
-        if name in normal_codes:
-            same_as_normal &= table[:, j] == normal_codes[name]
+    for key, code in intervention_codes.items():
+        keep &= ~matches({**normal_codes, key: code})
     oe_table = table[keep & ~same_as_normal]
     if len(oe_table) == 0:
         raise ValueError("no factor combination is left for the outlier-exposure corpus")

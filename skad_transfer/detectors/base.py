@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
-from ..data.images import as_image_batch, resolve_image_shape, to_numpy
+from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
 from ..engine import PRECISIONS, TrainingData, TrainSettings, apply_batched, resolve_device, train
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
@@ -225,7 +225,9 @@ class TransferDetector(OutlierMixin, BaseEstimator):
     def _validate_images(self, X, *, reset: bool) -> torch.Tensor:
         X = to_numpy(X, "X")
         if hasattr(X, "columns") or np.asarray(X).ndim == 2:
-            X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=True, ensure_min_samples=1)
+            with naming_errors("X"):
+                X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=True,
+                                  ensure_min_samples=1)
             shape = self.image_shape if reset else getattr(self, "image_shape_", None)
             if reset:
                 self.image_shape_ = resolve_image_shape(X.shape[1], self.image_shape, "X")
@@ -237,11 +239,6 @@ class TransferDetector(OutlierMixin, BaseEstimator):
                 self.image_shape_ = batch.source_shape
                 if hasattr(self, "feature_names_in_"):
                     del self.feature_names_in_
-            elif batch.source_shape[0] != self.image_shape_[0] and self.image_shape_[0] == 3:
-                raise ValueError(
-                    f"X has {batch.source_shape[0]} channel(s), but {type(self).__name__} was fitted on "
-                    f"{self.image_shape_[0]}-channel images"
-                )
         return batch.data
 
     def _build_network(self, record: WeightsRecord | None) -> nn.Module:

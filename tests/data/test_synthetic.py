@@ -110,14 +110,18 @@ def test_intervention_task_protocol():
     assert len(set(task.factors_normal["x"].tolist())) > 1
     assert np.abs(centre_pixels(task.X_normal, task.factors_normal) - RGB["red"]).max() < 40
 
-    # OE: never the normal combination and never an intervention value.
-    fo = task.factors_outlier
-    assert task.X_outlier.shape == (80, 32, 32, 3)
-    is_normal = np.ones(len(fo), bool)
+    # OE (the paper's protocol): never normal, never a test anomaly (normal with one factor
+    # intervened), but intervention values do appear in other combinations.
+    fo = make_intervention_task(10, 2000, 2, random_state=1).factors_outlier
+    assert len(fo) == 2000
+    differing = np.zeros(len(fo), int)
     for name, code in normal.items():
-        is_normal &= fo[name] == code
-        assert not (fo[name] == anomalous[name]).any()
-    assert not is_normal.any()
+        differing += fo[name] != code
+    assert (differing >= 1).all()
+    for name, code in anomalous.items():
+        one_off = (differing == 1) & (fo[name] != normal[name])
+        assert not (one_off & (fo[name] == code)).any()
+        assert (fo[name] == code).any()
     assert len(set(fo["color"].tolist())) > 1 and len(set(fo["shape"].tolist())) > 1
 
     assert list(task.tests) == ["color", "shape", "size"]
@@ -153,7 +157,10 @@ def test_intervention_task_custom_and_odd_test_size():
     test = task.tests["background"]
     assert (test.y_test == -1).sum() == 3 and (test.y_test == 1).sum() == 4
     assert (test.factors_test["shape"] == SHAPE_NAMES.index("triangle")).all()
-    assert not (task.factors_outlier["background"] == BACKGROUND_NAMES.index("gray")).any()
+    fo = task.factors_outlier
+    anomaly = ((fo["color"] == COLOR_NAMES.index("green")) & (fo["shape"] == SHAPE_NAMES.index("triangle"))
+               & (fo["size"] == SIZE_NAMES.index("large")) & (fo["background"] == BACKGROUND_NAMES.index("gray")))
+    assert not anomaly.any()
 
 
 @pytest.mark.parametrize(

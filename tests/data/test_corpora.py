@@ -1,0 +1,109 @@
+import copy
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skad_transfer import OutlierCorpus, list_corpora, register_corpus
+from skad_transfer.data import corpora
+from skad_transfer.data.corpora import resolve_corpus
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKAD_TRANSFER_HOME", str(tmp_path / "home"))
+
+
+def expected(images, idx):
+    return torch.from_numpy(images[idx]).permute(0, 3, 1, 2)
+
+
+def test_npy_is_memory_mapped_and_rows_come_in_order(tmp_path, images):
+    np.save(tmp_path / "oe.npy", images)
+    corpus = resolve_corpus(tmp_path / "oe.npy")
+    assert isinstance(corpus.source, np.memmap) and not corpus.is_in_memory
+    assert len(corpus) == 12
+    assert torch.equal(corpus.take([5, 1, 9]), expected(images, [5, 1, 9]))
+    assert resolve_corpus(str(tmp_path / "oe.npy")) is corpus  # opened once per process
+
+
+def test_npz_keys(tmp_path, images):
+    np.savez(tmp_path / "a.npz", images=images, labels=np.arange(12))
+    assert torch.equal(resolve_corpus(tmp_path / "a.npz").take([0]), expected(images, [0]))
+    np.savez(tmp_path / "b.npz", foo=images, bar=images)
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_corpus(tmp_path / "b.npz")
+
+
+def write_folder(root, images):
+    for i, image in enumerate(images):
+        folder = root / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+
+
+def test_image_folder_and_zip(tmp_path, images):
+    write_folder(tmp_path / "tree" / "train", images)
+    corpus = resolve_corpus(tmp_path / "tree")  # split folders: the train split is the corpus
+    assert len(corpus) == 12 and corpus.take([0]).shape == (1, 3, 8, 8)
+    with zipfile.ZipFile(tmp_path / "tree.zip", "w") as archive:
+        for path in sorted((tmp_path / "tree").rglob("*.png")):
+            archive.write(path, path.relative_to(tmp_path))
+    assert len(resolve_corpus(tmp_path / "tree.zip")) == 12
+
+
+def test_registered_name_opens_once(images):
+    calls = []
+
+    def opener():
+        calls.append(1)
+        return OutlierCorpus(images, name="unit")
+
+    register_corpus("unit-corpus", opener, overwrite=True)
+    try:
+        assert "unit-corpus" in list_corpora()
+        assert resolve_corpus("unit-corpus") is resolve_corpus("unit-corpus")
+        assert calls == [1]
+    finally:
+        corpora._REGISTRY.pop("unit-corpus")
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown corpus name 'nosuchcorpus'"):
+        resolve_corpus("nosuchcorpus")
+    with pytest.raises(FileNotFoundError):
+        resolve_corpus(tmp_path / "missing.npy")
+    (tmp_path / "oe.txt").write_text("x")
+    with pytest.raises(ValueError, match="expected .npy"):
+        resolve_corpus(tmp_path / "oe.txt")
+    with pytest.raises(ValueError, match="empty"):
+        resolve_corpus(np.zeros((0, 3, 8, 8)))
+    with pytest.raises(ValueError, match="NaN"):
+        resolve_corpus(np.full((3, 3, 8, 8), np.nan))
+    with pytest.raises(TypeError):
+        resolve_corpus(object())
+
+
+def test_clone_shares_and_pickle_reopens(tmp_path, images):
+    np.save(tmp_path / "oe.npy", images)
+    corpus = resolve_corpus(tmp_path / "oe.npy")
+    assert copy.deepcopy(corpus) is corpus
+    payload = pickle.dumps(corpus)
+    assert len(payload) < images.nbytes  # the path travels, not the data
+    assert torch.equal(pickle.loads(payload).take([3]), expected(images, [3]))
+
+
+def test_map_style_dataset_as_loader(images):
+    dataset = [(torch.from_numpy(image).permute(2, 0, 1), 0) for image in images]
+    corpus = resolve_corpus(OutlierCorpus(dataset))
+    assert torch.equal(corpus.take([2, 4]), expected(images, [2, 4]))
+    pil = [Image.fromarray(image) for image in images]
+    assert torch.equal(OutlierCorpus(pil).take([7]), expected(images, [7]))

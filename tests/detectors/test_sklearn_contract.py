@@ -1,0 +1,75 @@
+"""scikit-learn's estimator contract, and the meta-estimators users put the detectors into."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import check_estimator
+
+from conftest import TINY
+from skad_transfer import ADIBDetector, ADRADetector, OutlierCorpus
+
+AUTO_OFFSET = (
+    "with contamination='auto' the threshold is the network's own boundary (anomaly probability 1/2); "
+    "a detector that fits its training set calls every training image normal, while this check "
+    "demands both labels among the training predictions. It passes with a float contamination "
+    "(test_check_estimator_passes_everything_with_float_contamination)."
+)
+EXPECTED_FAILED_CHECKS = {"check_outliers_train": AUTO_OFFSET, "check_outliers_fit_predict": AUTO_OFFSET}
+
+
+def contract_estimator(Detector, **kwargs):
+    # Tabular check data become 1-pixel-high strips; a fixed tiny OE corpus stands in for images.
+    corpus = OutlierCorpus(np.random.default_rng(0).integers(0, 256, (32, 8, 8, 3), dtype=np.uint8))
+    return Detector(**{**TINY, "batch_size": 16}, image_shape=(1, 1, -1), outlier_exposure=corpus, **kwargs)
+
+
+@pytest.mark.parametrize("Detector", [ADIBDetector, ADRADetector])
+def test_check_estimator(Detector):
+    results = check_estimator(contract_estimator(Detector), expected_failed_checks=EXPECTED_FAILED_CHECKS,
+                              on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    expected = {r["check_name"] for r in results if r["status"] == "xfail"}
+    assert failed == set(), failed
+    assert len({r["check_name"] for r in results}) > 40
+    assert expected <= set(EXPECTED_FAILED_CHECKS)
+
+
+def test_check_estimator_passes_everything_with_float_contamination():
+    results = check_estimator(contract_estimator(ADIBDetector, contamination=0.1), on_fail=None)
+    assert [r["check_name"] for r in results if r["status"] == "failed"] == []
+
+
+@pytest.fixture(scope="module")
+def novelty_data(easy_problem):
+    X_normal, X_outlier, X_test, y_test = easy_problem
+    X = np.concatenate([X_normal[:60], X_test])
+    y = np.r_[np.ones(60, int), y_test]
+    return X, y
+
+
+def test_grid_search_over_alpha_and_corpora_by_path(novelty_data, easy_problem, tmp_path):
+    X, y = novelty_data
+    X_outlier = easy_problem[1]
+    np.save(tmp_path / "bright.npy", X_outlier)
+    np.save(tmp_path / "noise.npy", np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+    grid = {"alpha": [1e-2, 1.0], "outlier_exposure": [str(tmp_path / "bright.npy"), str(tmp_path / "noise.npy")]}
+    search = GridSearchCV(ADIBDetector(**TINY), grid, scoring="roc_auc",
+                          cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    search.fit(X, y)
+    assert set(search.best_params_) == {"alpha", "outlier_exposure"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # Bright squares are the anomalies: the corpus that shows them must win.
+    assert search.best_params_["outlier_exposure"].endswith("bright.npy")
+    assert search.best_score_ > 0.9
+
+
+def test_cross_val_score_and_pipeline(novelty_data, easy_problem):
+    X, y = novelty_data
+    pipe = make_pipeline(FunctionTransformer(lambda x: x / 255.0), ADRADetector(**TINY, outlier_exposure=easy_problem[1] / 255.0))
+    scores = cross_val_score(pipe, X, y, scoring="roc_auc", cv=StratifiedKFold(3, shuffle=True, random_state=0))
+    assert scores.shape == (3,) and np.all(scores > 0.8)
+    fitted = clone(pipe).fit(X[y == 1])
+    assert set(np.unique(fitted.predict(X))) <= {-1, 1}
