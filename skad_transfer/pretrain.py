@@ -243,7 +243,8 @@ class _LRFactor:
         self.steps_per_epoch = int(steps_per_epoch)
         self.total_steps = int(steps_per_epoch * epochs)
         self.warmup_steps = int(round(warmup_epochs * steps_per_epoch))
-        self.milestones = [round(f * epochs) for f in STEP_MILESTONES]
+        # A drop at epoch 0 (or at the end) of a short run would only rescale lr; leave those out.
+        self.milestones = sorted({round(f * epochs) for f in STEP_MILESTONES if 0 < round(f * epochs) < epochs})
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -309,14 +310,13 @@ class _Dist:
             dist.all_reduce(tensor)
         return tensor
 
-    def barrier(self) -> None:
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's BatchNorm statistics everywhere: each rank's copy drifted with its own last batch."""
         if self.enabled:
             import torch.distributed as dist
 
-            if self.device.type == "cuda":
-                dist.barrier(device_ids=[self.device.index])
-            else:
-                dist.barrier()
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
 
     def broadcast_object(self, obj):
         if not self.enabled:
@@ -376,7 +376,7 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict:
     if state.get("fingerprint") != fingerprint:
         raise ValueError(
             f"checkpoint: {path} belongs to a different pretraining run (other data or settings: "
-            f"{state.get('settings')}); delete it, pass resume=False to overwrite it, or choose another path"
+            f"{state.get('settings')}); delete it, pass resume=False (--no-resume) to overwrite it, or choose another path"
         )
     return state
 
@@ -653,14 +653,9 @@ def _pretrain(*, X, y, output: Path, X_val, y_val, val_fraction, classes, width,
     network.to(device)
     if mode.channels_last:
         network.to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for param_name, param in network.named_parameters():
-        # Weight decay on BN affine parameters and biases only shrinks them towards a trivial network.
-        (no_decay if param.ndim <= 1 else decay).append(param)
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, momentum=momentum, nesterov=bool(nesterov),
-    )
+    # Weight decay on every parameter, BN included, as in the reference CIFAR/ImageNet recipes.
+    optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                nesterov=bool(nesterov))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _LRFactor(schedule, steps, epochs, warmup_epochs))
 
     history: list[dict] = []
@@ -690,11 +685,12 @@ def _pretrain(*, X, y, output: Path, X_val, y_val, val_fraction, classes, width,
         with _cudnn_benchmark(device):
             for epoch in range(start_epoch, epochs):
                 entry = _train_epoch(
-                    model, network, optimizer, scheduler, source, train_rows, labels, epoch=epoch, steps=steps,
+                    model, optimizer, scheduler, source, train_rows, labels, epoch=epoch, steps=steps,
                     n_padded=n_padded, global_batch=global_batch, device=device, mode=mode, mean=mean, std=std,
                     crop_padding=crop_padding, flip=flip, label_smoothing=label_smoothing, seed=random_state,
                     dist=dist, bar=bar, verbose=verbose, epochs=epochs,
                 )
+                dist.broadcast_buffers(network)
                 entry["val_top1"] = _evaluate(network, val_source, val_rows, val_labels, device=device,
                                               precision=mode, mean=mean, std=std, batch_size=eval_batch, dist=dist)
                 history.append(entry)
@@ -782,7 +778,7 @@ def _encode_val_labels(y_val, n_images: int, codes: np.ndarray, y, class_names: 
     return val_codes
 
 
-def _train_epoch(model, network, optimizer, scheduler, source: _ImageSource, train_rows: np.ndarray,
+def _train_epoch(model, optimizer, scheduler, source: _ImageSource, train_rows: np.ndarray,
                  labels: torch.Tensor, *, epoch: int, steps: int, n_padded: int, global_batch: int,
                  device: torch.device, mode: Precision, mean, std, crop_padding: int, flip: bool,
                  label_smoothing: float, seed: int, dist: _Dist, bar, verbose: bool, epochs: int) -> dict:
@@ -854,9 +850,14 @@ def _diverged(value: float, epoch: int, step: int, optimizer) -> TrainingDiverge
 # --------------------------------------------------------------------------
 
 
-def _tree_entries(path: Path, depth: int = 3) -> list[tuple[str, ...]]:
-    """Relative paths (as parts) of a directory's or zip's entries up to ``depth`` levels deep."""
+def _tree_entries(path: Path) -> list[tuple[str, ...]]:
+    """Relative paths (as parts) of a directory's entries two levels deep, or a zip's three.
+
+    Enough to see ``wnids.txt`` and a ``train`` folder (a zip usually adds one top folder) without
+    listing every image of a large directory tree.
+    """
     if path.is_dir():
+        depth = 2
         found = []
 
         def walk(folder: Path, parts: tuple[str, ...]) -> None:
@@ -874,7 +875,7 @@ def _tree_entries(path: Path, depth: int = 3) -> list[tuple[str, ...]]:
         walk(path, ())
         return found
     with zipfile.ZipFile(path) as archive:
-        return [tuple(p for p in name.split("/") if p)[:depth] for name in archive.namelist()]
+        return [tuple(p for p in name.split("/") if p)[:3] for name in archive.namelist()]
 
 
 def _detect_format(data: str, entries: list[tuple[str, ...]] | None) -> str:

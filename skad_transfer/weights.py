@@ -24,7 +24,7 @@ import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -113,7 +113,7 @@ class WeightsRecord:
         return out
 
 
-_REGISTRY: dict[str, WeightsRecord] = {}
+_REGISTRY: dict[str, WeightsRecord | Callable[[], WeightsRecord]] = {}
 
 
 def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> WeightsRecord:
@@ -124,6 +124,11 @@ def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> Weigh
         raise ValueError(f"weights {record.name!r} are already registered; pass overwrite=True")
     _REGISTRY[record.name] = record
     return record
+
+
+def _register_lazy(name: str, make_record: Callable[[], WeightsRecord]) -> None:
+    """Register a record built on first use (so importing the package reads no checkpoint)."""
+    _REGISTRY[name] = make_record
 
 
 def unregister_weights(name: str) -> None:
@@ -137,12 +142,15 @@ def list_weights() -> list[str]:
 
 def get_weights(name: str) -> WeightsRecord:
     try:
-        return _REGISTRY[name]
+        entry = _REGISTRY[name]
     except KeyError:
         raise ValueError(
             f"weights: unknown name {name!r}; registered names are {list_weights()}, or pass a "
             f"checkpoint path or a WeightsRecord"
         ) from None
+    if not isinstance(entry, WeightsRecord):
+        entry = _REGISTRY[name] = entry()
+    return entry
 
 
 def resolve_weights(weights) -> WeightsRecord | None:
@@ -152,7 +160,7 @@ def resolve_weights(weights) -> WeightsRecord | None:
     if isinstance(weights, os.PathLike) or isinstance(weights, str):
         text = os.fspath(weights)
         if isinstance(weights, str) and weights in _REGISTRY:
-            return _REGISTRY[weights]
+            return get_weights(weights)
         path = Path(text).expanduser()
         if path.is_file():
             return record_from_file(path)
@@ -303,3 +311,18 @@ register_weights(WeightsRecord(
         "paper": "Transfer-Based Semantic Anomaly Detection, ICML 2021",
     },
 ))
+
+
+DEFAULT_WEIGHTS_FILE = Path(__file__).parent / "assets" / "resnet26-w16-tinyimagenet32.pth"
+DEFAULT_WEIGHTS_SHA256 = None
+
+
+def _default_record() -> WeightsRecord:
+    """The embedded theta0: ResNet26 width 16, pretrained by ``skad-transfer pretrain`` on
+    Tiny-ImageNet-32 (``docs/weights.md`` has the command, its wall time and val top-1)."""
+    record = record_from_file(DEFAULT_WEIGHTS_FILE)
+    return replace(record, name="default", filename=DEFAULT_WEIGHTS_FILE.name, sha256=DEFAULT_WEIGHTS_SHA256)
+
+
+if DEFAULT_WEIGHTS_FILE.is_file():
+    _register_lazy("default", _default_record)

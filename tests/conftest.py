@@ -25,5 +25,5 @@ def easy_problem():
     return X_normal, X_outlier, X_test, y_test
 
 
-TINY = dict(width=4, epochs=1, batch_size=32, device="cpu", random_state=0)
+TINY = dict(weights=None, width=4, epochs=1, batch_size=32, device="cpu", random_state=0)
 """Constructor settings for fast detector tests."""

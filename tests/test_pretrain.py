@@ -32,17 +32,27 @@ def coloured_noise(n_per_class: int, seed: int = 0, size: int = 32) -> tuple[np.
     return X[order], y[order]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks gain nothing from a second thread, and on a busy 2-core machine a thread team
+    waiting for a descheduled member makes a width-4 run ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def same_state(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One 4-epoch run shared by the record and accuracy tests."""
+    """One 5-epoch run shared by the record and accuracy tests."""
     X, y = coloured_noise(40)
     out = tmp_path_factory.mktemp("pretrain") / "theta0.pth"
-    network, record = pretrain(X, y, output=out, epochs=4, val_fraction=0.25, dataset_name="noise",
-                               classes=["red", "green", "blue"], **FAST)
+    network, record = pretrain(X, y, output=out, epochs=5, val_fraction=0.25, dataset_name="noise",
+                               classes=["red", "green", "blue"], **{**FAST, "batch_size": 16})
     return X, y, network, record
 
 
@@ -61,7 +71,7 @@ def test_record_fields_and_file(trained):
     assert meta["dataset"] == "noise" and meta["n_classes"] == 3 and meta["classes"] == ["red", "green", "blue"]
     assert meta["precision"] == "float32" and meta["torch"] == torch.__version__
     assert meta["n_train"] + meta["n_val"] == len(X) and meta["n_val"] == 30
-    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4, 5]
     assert meta["val_top1"] == meta["history"][-1]["val_top1"]
     # The file carries the record too: mean/std and metadata survive a reload.
     _, fields = read_checkpoint(record.path)
@@ -82,7 +92,9 @@ def test_weights_load_back_and_reproduce_logits(trained):
 
 def test_learns_an_easy_problem(trained):
     *_, record = trained
-    assert record.meta["val_top1"] > 0.6  # chance is 1/3
+    # Chance is 1/3; seeds 0-5 all end at 2/3 or 3/3 (one class can lag behind in eval-mode BN).
+    assert record.meta["val_top1"] > 0.5
+    assert record.meta["history"][-1]["train_top1"] > 0.9
     losses = [h["loss"] for h in record.meta["history"]]
     assert losses[-1] < losses[0]
 

@@ -46,12 +46,14 @@ class ADIBDetector(TransferDetector):
         The paper's ResNet26, or a module mapping (N, 3, S, S) images to (N, 1) logits; ``fit``
         trains a deep copy and never mutates it.
     width : int, optional
-        ResNet26 width when no weights fix it (64 = the paper's network).
+        ResNet26 width when ``weights=None`` (64 = the paper's network); else the weights' width.
     input_size : {32, 96}, optional
         Resolution images are resized to; defaults to the weights' input size, else 32.
-    weights : None, str, path-like or WeightsRecord, default=None
-        theta0. ``None`` keeps the backbone's own initial weights as theta0 (the random-init ablation).
-        A registered name (``skad_transfer.list_weights()``), a checkpoint path or a record.
+    weights : None, str, path-like or WeightsRecord, default="default"
+        theta0. ``"default"`` is the ResNet26 (width 16) pretrained on Tiny-ImageNet-32 that ships
+        inside the package (no download). ``None`` keeps the backbone's own initial weights as theta0
+        (the random-init ablation). Or a registered name (``skad_transfer.list_weights()``), e.g.
+        ``"transferad-resnet26"`` (the authors' ImageNet checkpoint), a checkpoint path or a record.
     outlier_exposure : str, path-like, array-like or corpus, optional
         The OE corpus when ``fit`` is not given one: a registered corpus name, a path (``.npy``,
         ``.npz``, an image folder or ``.zip`` of one), an image array or a loader object. Naming it
@@ -116,7 +118,7 @@ class ADIBDetector(TransferDetector):
     >>> rng = np.random.default_rng(0)
     >>> X_normal = rng.integers(0, 100, (64, 32, 32, 3), dtype=np.uint8)
     >>> X_outlier = rng.integers(100, 256, (64, 32, 32, 3), dtype=np.uint8)
-    >>> det = ADIBDetector(width=4, epochs=1, device="cpu", random_state=0).fit(X_normal, X_outlier)
+    >>> det = ADIBDetector(weights=None, width=4, epochs=1, device="cpu", random_state=0).fit(X_normal, X_outlier)
     >>> det.predict(X_normal[:4]).shape
     (4,)
     """
@@ -135,7 +137,7 @@ class ADIBDetector(TransferDetector):
         backbone="resnet26",
         width=None,
         input_size=None,
-        weights=None,
+        weights="default",
         outlier_exposure=None,
         epochs=100,
         batch_size=128,
@@ -159,7 +161,7 @@ class ADIBDetector(TransferDetector):
         self.alpha = alpha
         self.regularizer = regularizer
 
-    def _adapt(self, network):
+    def _adapt(self, network, data):
         parameters = list(network.parameters())
         if self.regularizer is None or self.alpha == 0:
             return parameters, None

@@ -35,12 +35,12 @@ class ADRADetector(TransferDetector):
     >>> rng = np.random.default_rng(0)
     >>> X_normal = rng.integers(0, 100, (64, 32, 32, 3), dtype=np.uint8)
     >>> X_outlier = rng.integers(100, 256, (64, 32, 32, 3), dtype=np.uint8)
-    >>> det = ADRADetector(width=4, epochs=1, device="cpu", random_state=0).fit(X_normal, X_outlier)
+    >>> det = ADRADetector(weights=None, width=4, epochs=1, device="cpu", random_state=0).fit(X_normal, X_outlier)
     >>> det.score_samples(X_normal[:3]).shape
     (3,)
     """
 
-    def _adapt(self, network):
+    def _adapt(self, network, data):
         add_residual_adapters(network)
         parameters = freeze_for_adaptation(network)
         self.n_trainable_parameters_ = sum(p.numel() for p in parameters)

@@ -70,7 +70,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         backbone="resnet26",
         width=None,
         input_size=None,
-        weights=None,
+        weights="default",
         outlier_exposure=None,
         epochs=100,
         batch_size=128,
@@ -104,15 +104,21 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclass hooks
-    def _adapt(self, network: nn.Module) -> tuple[list[nn.Parameter], object]:
+    def _adapt(self, network: nn.Module, data: TrainingData) -> tuple[list[nn.Parameter], object]:
         """Prepare ``network`` (holding theta0, on the training device) for training.
 
+        ``data`` gives access to the training images (e.g. to compute a centre or a Fisher matrix).
         Returns the parameters to optimise and a ``penalty()`` callable (or None) added to the loss.
         """
         raise NotImplementedError
 
     def _objective(self):
+        """``objective(network, x_normal, x_outlier_or_None) -> loss`` (see :mod:`skad_transfer.engine`)."""
         raise NotImplementedError
+
+    def _normality(self, network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Per-image normality score of a normalised batch (higher = more normal): the negated logit."""
+        return -network(x).reshape(len(x), -1)[:, 0]
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -160,11 +166,14 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             network = self._build_network(record).to(device)
-            parameters, penalty = self._adapt(network)
         self.weights_ = record
         self.input_size_ = network.input_size if isinstance(network, ResNet26) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
+        data = TrainingData(X, corpus, device, self.input_size_)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            parameters, penalty = self._adapt(network, data)
 
         settings = TrainSettings(
             epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
@@ -173,7 +182,6 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         )
         if self.checkpoint is not None:
             settings.fingerprint = self._fingerprint(X, corpus, seed)
-        data = TrainingData(X, corpus, device, self.input_size_)
         self.history_ = train(network, data, self._objective(), parameters, settings,
                               mean=self.mean_, std=self.std_, penalty=penalty)
         network.eval()
@@ -293,9 +301,10 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ scoring
     def _score(self, images: torch.Tensor) -> np.ndarray:
-        logits = apply_batched(self.network_, images, device=self.device_, mean=self.mean_, std=self.std_,
-                               input_size=self.input_size_, precision=self.precision)
-        return -logits.reshape(len(images), -1)[:, 0].double().numpy()
+        network = self.network_
+        scores = apply_batched(lambda x: self._normality(network, x), images, device=self.device_, mean=self.mean_,
+                               std=self.std_, input_size=self.input_size_, precision=self.precision)
+        return scores.double().numpy()
 
     def score_samples(self, X):
         """Normality score of each image: the negated anomaly logit (higher = more normal).

@@ -11,7 +11,7 @@ def test_fit_changes_everything_but_the_3x3_convs(easy_problem, tmp_path):
     torch.manual_seed(0)
     theta0 = resnet26(width=4, num_classes=10)
     path = save_weights(theta0, tmp_path / "theta0.pth").path
-    det = ADRADetector(**{**TINY, "width": None, "epochs": 2, "lr": 0.1}, weights=path).fit(X_normal, X_outlier)
+    det = ADRADetector(**{**TINY, "width": None, "epochs": 2, "lr": 0.1, "weights": path}).fit(X_normal, X_outlier)
     fitted = dict(det.network_.named_parameters())
     original = dict(theta0.named_parameters())
     convs = [n for n, m in theta0.named_modules() if isinstance(m, torch.nn.Conv2d)]

@@ -139,7 +139,7 @@ def test_theta0_from_a_checkpoint_sets_preprocessing(easy_problem, tmp_path):
     X_normal, X_outlier, _, _ = easy_problem
     record = save_weights(resnet26(width=4, num_classes=7), tmp_path / "t.pth", mean=(0.1, 0.1, 0.1),
                           std=(0.3, 0.3, 0.3))
-    det = ADRADetector(**{**TINY, "width": None}, weights=record.path).fit(X_normal, X_outlier)
+    det = ADRADetector(**{**TINY, "width": None, "weights": record.path}).fit(X_normal, X_outlier)
     assert det.mean_ == (0.1, 0.1, 0.1) and det.weights_.width == 4
     assert det.network_.linears.out_features == 1
 
@@ -183,7 +183,7 @@ def test_corrupt_weights_file(easy_problem, tmp_path):
     X_normal, X_outlier, _, _ = easy_problem
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(OSError, match="could not read"):
-        ADIBDetector(**{**TINY, "width": None}, weights=tmp_path / "bad.pth").fit(X_normal, X_outlier)
+        ADIBDetector(**{**TINY, "width": None, "weights": tmp_path / "bad.pth"}).fit(X_normal, X_outlier)
 
 
 def test_unfitted_and_bad_score_input(easy_problem):
