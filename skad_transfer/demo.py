@@ -72,7 +72,7 @@ def plot_interventions(table, interventions, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     factors = list(interventions)
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(7, 4.0), dpi=120)
     width = 0.8 / len(table)
     for i, (label, row) in enumerate(table.items()):
         x = np.arange(len(factors)) + (i - (len(table) - 1) / 2) * width
@@ -82,7 +82,7 @@ def plot_interventions(table, interventions, path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("AUC")
     ax.set_title("Detection under interventions (synthetic; normal = red small circle)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(table), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

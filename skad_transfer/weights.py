@@ -293,6 +293,9 @@ def _atomic_write(path: Path, write) -> None:
     try:
         with handle:
             write(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)  # NamedTemporaryFile creates 0600; results are shared files
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -314,7 +317,7 @@ register_weights(WeightsRecord(
 
 
 DEFAULT_WEIGHTS_FILE = Path(__file__).parent / "assets" / "resnet26-w16-tinyimagenet32.pth"
-DEFAULT_WEIGHTS_SHA256 = None
+DEFAULT_WEIGHTS_SHA256 = "b984c5e63cca1b01f1944b0aab5411ab011f32074672c96c458bfeccc00e315e"
 
 
 def _default_record() -> WeightsRecord:
