@@ -1,0 +1,46 @@
+"""First (decode) and second (cached memmap) load times of the real datasets.
+
+    python benchmarks/data_loading.py [--data ../shared/data] [--cache-dir /tmp/skad_bench_cache]
+
+The cache directory is emptied first, so the first load decodes every JPEG.
+"""
+
+import argparse
+import os
+import shutil
+import time
+from pathlib import Path
+
+from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    out = function(*args, **kwargs)
+    return time.perf_counter() - started, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("SKAD_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--cache-dir", default="/tmp/skad_bench_cache")
+    args = parser.parse_args()
+    cache = Path(args.cache_dir)
+    shutil.rmtree(cache, ignore_errors=True)
+    data = Path(args.data)
+    jobs = [
+        ("cifar10-jpg.zip train", load_image_folder, data / "cifar10-jpg.zip", "train"),
+        ("cifar10-jpg.zip test", load_image_folder, data / "cifar10-jpg.zip", "test"),
+        ("tiny-imagenet-32.zip train", load_tiny_imagenet, data / "tiny-imagenet-32.zip", "train"),
+        ("tiny-imagenet-32.zip val", load_tiny_imagenet, data / "tiny-imagenet-32.zip", "val"),
+    ]
+    print(f"{'dataset':<28}{'images':>8}{'first s':>10}{'second s':>10}")
+    for label, loader, path, split in jobs:
+        first, (X, _, _) = timed(loader, path, split=split, cache_dir=cache)
+        second, (X2, _, _) = timed(loader, path, split=split, cache_dir=cache)
+        assert X.shape == X2.shape
+        print(f"{label:<28}{len(X):>8}{first:>10.2f}{second:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()

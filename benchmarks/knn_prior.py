@@ -1,0 +1,76 @@
+"""Does theta0 carry semantics? kNN on pooled features, CIFAR-10 one-vs-rest, theta0 vs random init.
+
+    python benchmarks/knn_prior.py [--data ../shared/data] [--classes 0 1 3 8] [--n-train 2000] [--k 2]
+
+For each normal class: features of ``n_train`` training images of that class (pooled ResNet26
+features, un-augmented), kNN-AD score (mean distance to the k nearest) of all 10,000 test images,
+AUC with the class as normal. Same network shape, two initialisations: the embedded theta0
+(``weights="default"``) and a random one.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from skad_transfer import resnet26
+from skad_transfer.data.datasets import load_image_folder
+from skad_transfer.data.images import as_image_batch
+from skad_transfer.engine import apply_batched
+from skad_transfer.weights import CIFAR_MEAN, CIFAR_STD, resolve_weights
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def pooled(network, images, mean, std):
+    batch = as_image_batch(images).data
+    return apply_batched(lambda x: network.features(x, ["pooled"])["pooled"], batch, device=torch.device("cpu"),
+                         mean=mean, std=std, input_size=network.input_size).numpy()
+
+
+def knn_auc(train_features, test_features, is_normal, k):
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(train_features).kneighbors(test_features)
+    return roc_auc_score(is_normal, -distances.mean(axis=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("SKAD_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 3, 8])
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--weights", default="default")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    X_train, y_train, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="train")
+    X_test, y_test, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="test")
+    record = resolve_weights(args.weights)
+    pretrained = resnet26(weights=record).eval()
+    torch.manual_seed(0)
+    random_init = resnet26(width=record.width, input_size=record.input_size).eval()
+    rows = []
+    for name, network, mean, std in (("theta0", pretrained, record.mean, record.std),
+                                     ("random init", random_init, CIFAR_MEAN, CIFAR_STD)):
+        test_features = pooled(network, np.asarray(X_test), mean, std)
+        aucs = []
+        for c in args.classes:
+            idx = np.flatnonzero(y_train == c)[: args.n_train]
+            aucs.append(knn_auc(pooled(network, np.asarray(X_train[idx]), mean, std), test_features, y_test == c,
+                                args.k))
+        rows.append((name, aucs))
+    print(f"theta0: {record.name} (width {record.width}, val top-1 {record.meta.get('val_top1')})")
+    print(f"kNN-AD (k={args.k}) on pooled features, {args.n_train} normal training images per class, "
+          f"all 10,000 test images; AUC (class = normal):")
+    print(f"{'features':<14}" + "".join(f"{CLASSES[c]:>12}" for c in args.classes) + f"{'mean':>8}")
+    for name, aucs in rows:
+        print(f"{name:<14}" + "".join(f"{a:>12.3f}" for a in aucs) + f"{np.mean(aucs):>8.3f}")
+    print(f"wall time {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
