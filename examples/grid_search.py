@@ -1,6 +1,6 @@
 """GridSearchCV over alpha and two outlier-exposure corpora given by path, with the novelty protocol.
 
-    python examples/grid_search.py [--epochs 2] [--width 8] [--workdir DIR]
+    python examples/grid_search.py [--epochs 2] [--n 300] [--weights default|none --width 8] [--workdir DIR]
 
 Labels follow scikit-learn: +1 normal, -1 anomaly; StratifiedKFold keeps both in every fold, and
 each fold's fit trains on its normal rows only.
@@ -18,23 +18,26 @@ from skad_transfer.data.synthetic import make_intervention_task, make_interventi
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--epochs", type=int, default=2)
-parser.add_argument("--width", type=int, default=8)
+parser.add_argument("--weights", default="default", help="theta0 ('none' for a random init of --width)")
+parser.add_argument("--width", type=int, default=None, help="network width, only with --weights none")
 parser.add_argument("--n", type=int, default=300)
 parser.add_argument("--workdir", default=None)
 args = parser.parse_args()
 workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skad_grid_"))
 
 task = make_intervention_task(n_normal=args.n, n_outlier=args.n, n_test_per_intervention=args.n, random_state=0)
-colour = task.tests["color"]
-X = np.concatenate([task.X_normal, colour.X_test])
-y = np.concatenate([np.ones(len(task.X_normal), int), colour.y_test])
+shape = task.tests["shape"]  # the intervention a prior helps with
+X = np.concatenate([task.X_normal, shape.X_test])
+y = np.concatenate([np.ones(len(task.X_normal), int), shape.y_test])
 
 # Two corpora on disk: the task's own OE images, and objects on black backgrounds only.
 np.save(workdir / "oe_task.npy", task.X_outlier)
 np.save(workdir / "oe_black.npy", make_interventions(args.n, backgrounds=["black"], random_state=1,
                                                      return_factors=False))
 grid = {"alpha": [1e-2, 1.0], "outlier_exposure": [str(workdir / "oe_task.npy"), str(workdir / "oe_black.npy")]}
-search = GridSearchCV(ADIBDetector(width=args.width, epochs=args.epochs, random_state=0), grid, scoring="roc_auc",
+weights = None if args.weights == "none" else args.weights
+search = GridSearchCV(ADIBDetector(weights=weights, width=args.width, epochs=args.epochs, random_state=0), grid,
+                      scoring="roc_auc",
                       cv=StratifiedKFold(3, shuffle=True, random_state=0))
 search.fit(X, y)
 for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):

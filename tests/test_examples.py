@@ -11,7 +11,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 @pytest.mark.parametrize("script, args", [
     ("quickstart.py", ["--epochs", "1", "--weights", "none", "--width", "4", "--n-normal", "64"]),
-    ("grid_search.py", ["--epochs", "1", "--width", "4", "--n", "48"]),
+    ("grid_search.py", ["--epochs", "1", "--weights", "none", "--width", "4", "--n", "48"]),
 ])
 def test_example_runs(script, args, tmp_path):
     if script == "grid_search.py":
