@@ -1,13 +1,16 @@
 """skad-transfer: transfer-based semantic anomaly detection (Deecke et al., ICML 2021) for scikit-learn."""
 
 from .data.corpora import OutlierCorpus, list_corpora, register_corpus
-from .detectors import ADIBDetector, ADRADetector
+from .detectors import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetector, DSVDDDetector, HSCDetector,
+                        KNNDetector)
+from .features import LayerFeatures
 from .nn import ResNet26, resnet26
 from .weights import WeightsRecord, list_weights, register_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ADIBDetector", "ADRADetector", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
+    "ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector", "KNNDetector",
+    "LayerFeatures", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
     "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "__version__",
 ]

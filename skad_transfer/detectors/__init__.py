@@ -1,7 +1,10 @@
-"""scikit-learn outlier detectors built on the training engine."""
+"""scikit-learn outlier detectors built on the training engine, and the baselines."""
 
 from .adib import ADIBDetector
 from .adra import ADRADetector
 from .base import TransferDetector
+from .baselines import DOCDetector, DSVDDDetector, HSCDetector, KNNDetector
+from .family import DeepADDetector
 
-__all__ = ["ADIBDetector", "ADRADetector", "TransferDetector"]
+__all__ = ["ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector",
+           "KNNDetector", "TransferDetector"]

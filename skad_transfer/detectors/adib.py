@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
-from numbers import Real
-
-from sklearn.utils._param_validation import Interval, StrOptions
-from torch import nn
-
-from ..nn.resnet import ResNet26
-from ..objectives import REGULARIZERS, l2_sp, oe_bce_objective
 from .base import TransferDetector
+from .family import _REGULARIZER_CONSTRAINTS, Recipe, RecipeDetector, regularized_parameters
+
+__all__ = ["ADIBDetector", "regularized_parameters"]
 
 
-def regularized_parameters(network: nn.Module, regularizer: str) -> list[nn.Parameter]:
-    """The parameters an L2-SP variant pulls toward theta0.
-
-    ``"l2sp"``: every parameter that theta0 provides (all but a ResNet26's fresh head).
-    ``"l2sp-ref"``: the 3x3 convolution weights only, stem included (the reference code).
-    """
-    if regularizer == "l2sp-ref":
-        return [m.weight for m in network.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-    if isinstance(network, ResNet26):
-        return [p for name, p in network.named_parameters() if not name.startswith("linears.")]
-    return list(network.parameters())
-
-
-class ADIBDetector(TransferDetector):
+class ADIBDetector(RecipeDetector):
     """Anomaly Detection with an Inductive Bias (Deecke et al., ICML 2021).
 
     Fine-tunes a pretrained network (theta0) to tell normal images from an outlier-exposure (OE)
     corpus with binary cross-entropy, plus ``alpha * ||theta - theta0||^2``: the inductive bias that
-    keeps the semantic features of the transfer task.
+    keeps the semantic features of the transfer task. With another ``regularizer`` it is the
+    corresponding row of the paper's ablation (Table 4: ``None`` is a2, ``"ewc"`` a5).
 
     Parameters
     ----------
     alpha : float, default=1e-2
         Strength of the pull toward theta0 (the paper's 1e-2, after Li et al. 2018).
-    regularizer : {"l2sp", "l2sp-ref"} or None, default="l2sp"
+    regularizer : {"l2sp", "l2sp-ref", "ewc"} or None, default="l2sp"
         ``"l2sp"`` is the paper's squared distance over every pretrained parameter (convolutions and
         BatchNorm affine parameters; the fresh head is free). ``"l2sp-ref"`` is the authors' code: the
         unsquared distance over the 3x3 convolutions only; its gradient has constant size ``alpha``
-        whatever the drift, so it restrains far less. ``None`` is plain OE fine-tuning (an ablation).
+        whatever the drift, so it restrains far less. ``"ewc"`` is elastic weight consolidation (the
+        paper's ablation a5): ``(ewc_lambda / 2) * sum_i F_i (theta_i - theta0_i)^2`` over the same
+        parameters as ``"l2sp"``, with the diagonal Fisher ``F`` estimated at theta0 (see
+        :mod:`skad_transfer.detectors.family`). ``None`` is plain OE fine-tuning (an ablation).
         The default follows the paper's equation because it is the one that bounds drift.
+    ewc_lambda : float, default=400.0
+        EWC's Fisher multiplier (the paper's 400, after Kirkpatrick et al. 2017); used by
+        ``regularizer="ewc"`` only, which ignores ``alpha``.
     backbone : "resnet26" or torch.nn.Module, default="resnet26"
         The paper's ResNet26, or a module mapping (N, 3, S, S) images to (N, 1) logits; ``fit``
         trains a deep copy and never mutates it.
@@ -110,6 +100,12 @@ class ADIBDetector(TransferDetector):
     device_ : torch.device
     n_iter_ : int
         Epochs trained.
+    n_trainable_parameters_ : int
+        Parameters that were trained (all of them).
+
+    See Also
+    --------
+    DeepADDetector : the family ADIB is the member ``loss="bce", regularizer="l2sp"`` of.
 
     Examples
     --------
@@ -125,8 +121,7 @@ class ADIBDetector(TransferDetector):
 
     _parameter_constraints = {
         **TransferDetector._parameter_constraints,
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "regularizer": [StrOptions(set(REGULARIZERS)), None],
+        **_REGULARIZER_CONSTRAINTS,
     }
 
     def __init__(
@@ -134,6 +129,7 @@ class ADIBDetector(TransferDetector):
         *,
         alpha=1e-2,
         regularizer="l2sp",
+        ewc_lambda=400.0,
         backbone="resnet26",
         width=None,
         input_size=None,
@@ -160,15 +156,7 @@ class ADIBDetector(TransferDetector):
         )
         self.alpha = alpha
         self.regularizer = regularizer
+        self.ewc_lambda = ewc_lambda
 
-    def _adapt(self, network, data):
-        parameters = list(network.parameters())
-        if self.regularizer is None or self.alpha == 0:
-            return parameters, None
-        regularized = regularized_parameters(network, self.regularizer)
-        anchors = [p.detach().clone() for p in regularized]
-        alpha, squared = float(self.alpha), self.regularizer == "l2sp"
-        return parameters, lambda: alpha * l2_sp(regularized, anchors, squared=squared)
-
-    def _objective(self):
-        return oe_bce_objective
+    def _recipe(self) -> Recipe:
+        return Recipe(loss="bce", regularizer=self.regularizer, alpha=self.alpha, ewc_lambda=self.ewc_lambda)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
-from ..objectives import oe_bce_objective
-from .base import TransferDetector
+from .family import Recipe, RecipeDetector
 
 
-class ADRADetector(TransferDetector):
+class ADRADetector(RecipeDetector):
     """Anomaly Detection with Residual Adaptation (Deecke et al., ICML 2021).
 
     Keeps every 3x3 convolution of theta0 fixed and learns a parallel 1x1 adapter beside each
@@ -16,8 +14,10 @@ class ADRADetector(TransferDetector):
     about 0.65 M trainable parameters, 11% of the convolutions'. Adapters start at zero, so training
     starts from exactly theta0's function.
 
-    The parameters are :class:`ADIBDetector`'s without ``alpha``/``regularizer``; ``backbone`` must be
-    a ResNet26 (the name ``"resnet26"`` or a :class:`~skad_transfer.nn.ResNet26` instance).
+    The parameters are :class:`ADIBDetector`'s without ``alpha``/``regularizer``/``ewc_lambda``;
+    ``backbone`` must be a ResNet26 (the name ``"resnet26"`` or a :class:`~skad_transfer.nn.ResNet26`
+    instance). It is the member ``loss="bce", regularizer=None, adapters=True`` of
+    :class:`~skad_transfer.DeepADDetector`.
 
     Attributes
     ----------
@@ -40,11 +40,5 @@ class ADRADetector(TransferDetector):
     (3,)
     """
 
-    def _adapt(self, network, data):
-        add_residual_adapters(network)
-        parameters = freeze_for_adaptation(network)
-        self.n_trainable_parameters_ = sum(p.numel() for p in parameters)
-        return parameters, None
-
-    def _objective(self):
-        return oe_bce_objective
+    def _recipe(self) -> Recipe:
+        return Recipe(loss="bce", regularizer=None, adapters=True)

@@ -2,9 +2,11 @@
 
 A subclass says three things: how to turn theta0 into the network it trains
 (:meth:`TransferDetector._adapt`), which loss it minimises (:meth:`TransferDetector._objective`)
-and whether it needs an outlier-exposure corpus. Everything else lives here: parameter validation,
-input validation, theta0 resolution, the OE corpus, the training engine, scores, ``offset_`` and
-pickling.
+and whether it needs (``requires_outlier_exposure``) or uses (``uses_outlier_exposure``) an
+outlier-exposure corpus; optionally how it scores (``_normality``), what it computes after training
+(``_finalize``) and its ``contamination="auto"`` threshold (``_auto_offset``). Everything else lives
+here: parameter validation, input validation, theta0 resolution, the OE corpus, the training engine,
+scores, ``offset_`` and pickling.
 
 Scores follow scikit-learn: ``score_samples`` is higher for more normal samples (the negated anomaly
 logit), ``decision_function = score_samples - offset_`` is negative for outliers and ``predict``
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import os
 from numbers import Integral, Real
 
@@ -33,6 +36,33 @@ from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 BACKBONES = ("resnet26",)
+
+
+def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
+    """The canonical image batch of ``X`` for an estimator with an ``image_shape`` parameter.
+
+    Shared by the detectors and :class:`~skad_transfer.features.LayerFeatures`, so that every
+    estimator of the package accepts the same inputs with the same errors. With ``reset=True`` (in
+    ``fit``) it records ``n_features_in_``, ``image_shape_`` and, for DataFrames, ``feature_names_in_``
+    on ``estimator``; afterwards flattened input is checked against them.
+    """
+    X = to_numpy(X, "X")
+    if hasattr(X, "columns") or np.asarray(X).ndim == 2:
+        with naming_errors("X"):
+            X = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_all_finite=True,
+                              ensure_min_samples=1)
+        shape = estimator.image_shape if reset else getattr(estimator, "image_shape_", None)
+        if reset:
+            estimator.image_shape_ = resolve_image_shape(X.shape[1], estimator.image_shape, "X")
+        batch = as_image_batch(X, name="X", image_shape=shape, validated=True)
+    else:
+        batch = as_image_batch(X, name="X")
+        if reset:
+            estimator.n_features_in_ = int(np.prod(batch.source_shape))
+            estimator.image_shape_ = batch.source_shape
+            if hasattr(estimator, "feature_names_in_"):
+                del estimator.feature_names_in_
+    return batch.data
 
 
 class TransferDetector(OutlierMixin, BaseEstimator):
@@ -63,6 +93,9 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
     #: Whether fitting without an outlier-exposure corpus is an error.
     requires_outlier_exposure = True
+    #: Whether an outlier-exposure corpus is used at all; one-class detectors ignore a given corpus, so
+    #: that a grid over losses can share one ``outlier_exposure`` parameter.
+    uses_outlier_exposure = True
 
     def __init__(
         self,
@@ -120,6 +153,14 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         """Per-image normality score of a normalised batch (higher = more normal): the negated logit."""
         return -network(x).reshape(len(x), -1)[:, 0]
 
+    def _finalize(self, network: nn.Module, data: TrainingData) -> None:
+        """After training, with ``network`` in eval mode: e.g. compute a centre of the trained features."""
+
+    def _auto_offset(self, X: torch.Tensor) -> float:
+        """``offset_`` for ``contamination="auto"``; ``X`` are the (normal) training images."""
+        # The logit's own boundary: sigmoid(logit) = 1/2 between "normal" and "OE-like".
+        return 0.0
+
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, X_outlier=None):
@@ -150,6 +191,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         outlier_spec = X_outlier if X_outlier is not None else y_outlier
         if outlier_spec is None:
             outlier_spec = self.outlier_exposure
+        if not self.uses_outlier_exposure:
+            outlier_spec = None
         if outlier_spec is None and self.requires_outlier_exposure:
             raise ValueError(
                 f"{type(self).__name__} needs an outlier-exposure corpus: pass it to fit "
@@ -185,12 +228,12 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.history_ = train(network, data, self._objective(), parameters, settings,
                               mean=self.mean_, std=self.std_, penalty=penalty)
         network.eval()
+        self._finalize(network, data)
         self.network_ = network
         self.device_ = device
         self.n_iter_ = len(self.history_)
         if self.contamination == "auto":
-            # The logit's own boundary: sigmoid(logit) = 1/2 between "normal" and "OE-like".
-            self.offset_ = 0.0
+            self.offset_ = float(self._auto_offset(X))
         else:
             self.offset_ = float(np.percentile(self._score(X), 100.0 * self.contamination))
         return self
@@ -231,23 +274,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         return images, y_outlier
 
     def _validate_images(self, X, *, reset: bool) -> torch.Tensor:
-        X = to_numpy(X, "X")
-        if hasattr(X, "columns") or np.asarray(X).ndim == 2:
-            with naming_errors("X"):
-                X = validate_data(self, X, reset=reset, dtype="numeric", ensure_all_finite=True,
-                                  ensure_min_samples=1)
-            shape = self.image_shape if reset else getattr(self, "image_shape_", None)
-            if reset:
-                self.image_shape_ = resolve_image_shape(X.shape[1], self.image_shape, "X")
-            batch = as_image_batch(X, name="X", image_shape=shape, validated=True)
-        else:
-            batch = as_image_batch(X, name="X")
-            if reset:
-                self.n_features_in_ = int(np.prod(batch.source_shape))
-                self.image_shape_ = batch.source_shape
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-        return batch.data
+        return validate_images(self, X, reset=reset)
 
     def _build_network(self, record: WeightsRecord | None) -> nn.Module:
         if isinstance(self.backbone, nn.Module):
@@ -341,21 +368,37 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         return tags
 
     def __getstate__(self):
-        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
-        if "network_" in state:
-            # Pickles hold CPU tensors, so a model fitted on CUDA loads anywhere.
-            network = state["network_"]
-            state["network_"] = copy.deepcopy(network).cpu() if any(
-                t.device.type != "cpu" for t in network.state_dict().values()) else network
-            state["device_"] = str(state["device_"])
-        return state
+        return portable_network_state(super().__getstate__())
 
     def __setstate__(self, state):
+        # A pickle made before a constructor parameter existed gets that parameter's default, so
+        # get_params (and clone) keep working on it.
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if parameter.kind == parameter.KEYWORD_ONLY and name not in state:
+                state[name] = parameter.default
         super().__setstate__(state)
-        if "network_" in state:
-            device = torch.device(state["device_"])
-            if device.type == "cuda" and (not torch.cuda.is_available() or
-                                          (device.index or 0) >= torch.cuda.device_count()):
-                device = torch.device("cpu")
-            self.device_ = device
-            self.network_ = self.network_.to(device)
+        restore_network_device(self, state)
+
+
+def portable_network_state(state) -> dict:
+    """``__getstate__`` for estimators holding ``network_`` on ``device_``: CPU tensors in the pickle,
+    so that a model fitted on CUDA loads anywhere."""
+    state = dict(state)  # object.__getstate__ returns the live __dict__
+    if "network_" in state:
+        network = state["network_"]
+        state["network_"] = copy.deepcopy(network).cpu() if any(
+            t.device.type != "cpu" for t in network.state_dict().values()) else network
+        state["device_"] = str(state["device_"])
+    return state
+
+
+def restore_network_device(estimator, state) -> None:
+    """The ``__setstate__`` half of :func:`portable_network_state`: back to ``device_``, or to the CPU
+    where that CUDA device does not exist."""
+    if "network_" in state:
+        device = torch.device(state["device_"])
+        if device.type == "cuda" and (not torch.cuda.is_available() or
+                                      (device.index or 0) >= torch.cuda.device_count()):
+            device = torch.device("cpu")
+        estimator.device_ = device
+        estimator.network_ = estimator.network_.to(device)
