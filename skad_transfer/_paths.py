@@ -15,3 +15,12 @@ def home_dir() -> Path:
 
 def weights_dir() -> Path:
     return home_dir() / "weights"
+
+
+DATA_ENV = "SKAD_TRANSFER_DATA"
+
+
+def data_root() -> Path:
+    """Where registered datasets and corpora are looked up: ``$SKAD_TRANSFER_DATA``, else
+    ``$SKAD_TRANSFER_HOME/datasets``."""
+    return Path(os.environ.get(DATA_ENV) or home_dir() / "datasets").expanduser()

@@ -98,14 +98,19 @@ class OutlierCorpus:
 
     def __getstate__(self):
         state = self.__dict__.copy()
+        memmap_file = getattr(self._source, "filename", None) if isinstance(self._source, np.memmap) else None
         if self.path is not None:
             state["_source"] = None
+        elif memmap_file is not None and str(memmap_file).endswith(".npy"):
+            # A decode-cache memmap travels as its file name, not as its (possibly huge) contents.
+            state["_source"], state["_memmap_file"] = None, str(memmap_file)
         return state
 
     def __setstate__(self, state):
+        memmap_file = state.pop("_memmap_file", None)
         self.__dict__.update(state)
         if self._source is None:
-            self._source = _open_path(Path(self.path)).source
+            self._source = np.load(memmap_file, mmap_mode="r") if memmap_file else _open_path(Path(self.path)).source
 
     @property
     def source(self):
@@ -220,3 +225,53 @@ def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
         f"{name}: cannot read {path}: expected .npy, .npz, an image-folder directory or a .zip of one "
         f"({IMAGE_FORMS} inside arrays)"
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The paper's corpora, by name. They are read from the data root (``$SKAD_TRANSFER_DATA``, else
+# ``$SKAD_TRANSFER_HOME/datasets``); nothing is downloaded implicitly: a missing corpus says which file
+# to put where, or which loader to call with download=True once.
+
+
+def _missing(name: str, wanted: str, loader: str) -> FileNotFoundError:
+    from .._paths import DATA_ENV, data_root
+
+    return FileNotFoundError(
+        f"outlier_exposure={name!r}: {wanted} not found under {data_root()} (set ${DATA_ENV} to the folder "
+        f"that holds it, or fetch it once with skad_transfer.data.datasets.{loader})"
+    )
+
+
+def _open_tinyimagenet() -> OutlierCorpus:
+    from .._paths import data_root
+    from .datasets import load_tiny_imagenet
+
+    root = data_root()
+    for candidate in (root / "tiny-imagenet-32.zip", root / "tiny-imagenet-32", root / "tiny-imagenet-200.zip",
+                      root / "tiny-imagenet-200"):
+        if candidate.exists():
+            images, _, _ = load_tiny_imagenet(candidate, split="train")
+            return OutlierCorpus(images, name="tinyimagenet", path=None)
+    raise _missing("tinyimagenet", "tiny-imagenet-32.zip (or tiny-imagenet-200[.zip])",
+                   "load_tiny_imagenet(path)")
+
+
+def _torchvision_opener(name: str, loader_name: str, **kwargs):
+    def opener() -> OutlierCorpus:
+        from .._paths import data_root
+        from . import datasets
+
+        try:
+            images, _, _ = getattr(datasets, loader_name)(data_root(), download=False, **kwargs)
+        except (FileNotFoundError, RuntimeError, OSError) as error:
+            raise _missing(name, f"the {loader_name[5:].upper()} files ({error})",
+                           f"{loader_name}(root, download=True)") from error
+        return OutlierCorpus(images, name=name)
+
+    return opener
+
+
+register_corpus("tinyimagenet", _open_tinyimagenet)
+register_corpus("cifar100", _torchvision_opener("cifar100", "load_cifar100", train=True))
+register_corpus("svhn", _torchvision_opener("svhn", "load_svhn", split="train"))
+register_corpus("stl10-unlabeled", _torchvision_opener("stl10-unlabeled", "load_stl10", split="unlabeled"))

@@ -107,3 +107,23 @@ def test_map_style_dataset_as_loader(images):
     assert torch.equal(corpus.take([2, 4]), expected(images, [2, 4]))
     pil = [Image.fromarray(image) for image in images]
     assert torch.equal(OutlierCorpus(pil).take([7]), expected(images, [7]))
+
+
+def test_registered_paper_corpora_read_from_the_data_root(tmp_path, monkeypatch, images):
+    assert {"tinyimagenet", "cifar100", "svhn", "stl10-unlabeled"} <= set(list_corpora())
+    monkeypatch.setenv("SKAD_TRANSFER_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(corpora, "_OPEN", {})
+    with pytest.raises(FileNotFoundError, match=r"tiny-imagenet-32\.zip.*SKAD_TRANSFER_DATA"):
+        resolve_corpus("tinyimagenet")
+    with pytest.raises(FileNotFoundError, match=r"load_cifar100\(root, download=True\)"):
+        resolve_corpus("cifar100")
+    write_folder(tmp_path / "tree" / "tiny-imagenet-32" / "train", images)
+    (tmp_path / "data").mkdir()
+    with zipfile.ZipFile(tmp_path / "data" / "tiny-imagenet-32.zip", "w") as archive:
+        for path in sorted((tmp_path / "tree").rglob("*.png")):
+            archive.write(path, path.relative_to(tmp_path / "tree"))
+    corpus = resolve_corpus("tinyimagenet")
+    assert len(corpus) == 12 and corpus.take([0]).shape == (1, 3, 8, 8)
+    payload = pickle.dumps(corpus)
+    assert len(payload) < images.nbytes  # the decode cache's memmap travels by file name
+    assert torch.equal(pickle.loads(payload).take([5]), corpus.take([5]))
