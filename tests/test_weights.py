@@ -128,3 +128,16 @@ def test_download_file_over_file_url(tmp_path):
     assert out.read_bytes() == source.read_bytes()
     with pytest.raises(OSError, match="could not download"):
         download_file(f"file://{tmp_path}/nope.bin", tmp_path / "out" / "nope.bin")
+
+
+def test_embedded_default_resolves_offline(monkeypatch, tmp_path):
+    from skad_transfer import ADIBDetector
+    from skad_transfer.weights import get_weights
+
+    monkeypatch.setenv("SKAD_TRANSFER_HOME", str(tmp_path / "empty-home"))  # no cache, no network
+    net = resnet26(weights="default")
+    record = get_weights("default")
+    assert (net.width, net.input_size, record.width) == (16, 32, 16)
+    assert record.sha256 == sha256_file(record.path)
+    assert record.meta["val_top1"] > 0.3 and "pretrain" in record.meta["command"]
+    assert ADIBDetector().weights == "default" and resnet26().width == 64  # the builder stays random-init
