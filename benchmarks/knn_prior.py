@@ -14,28 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 
-from skad_transfer import resnet26
+from skad_transfer import KNNDetector, LayerFeatures
 from skad_transfer.data.datasets import load_image_folder
-from skad_transfer.data.images import as_image_batch
-from skad_transfer.engine import apply_batched
-from skad_transfer.weights import CIFAR_MEAN, CIFAR_STD, resolve_weights
+from skad_transfer.weights import resolve_weights
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def pooled(network, images, mean, std):
-    batch = as_image_batch(images).data
-    return apply_batched(lambda x: network.features(x, ["pooled"])["pooled"], batch, device=torch.device("cpu"),
-                         mean=mean, std=std, input_size=network.input_size).numpy()
-
-
-def knn_auc(train_features, test_features, is_normal, k):
-    distances, _ = NearestNeighbors(n_neighbors=k).fit(train_features).kneighbors(test_features)
-    return roc_auc_score(is_normal, -distances.mean(axis=1))
 
 
 def main() -> None:
@@ -50,18 +35,19 @@ def main() -> None:
     X_train, y_train, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="train")
     X_test, y_test, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="test")
     record = resolve_weights(args.weights)
-    pretrained = resnet26(weights=record).eval()
-    torch.manual_seed(0)
-    random_init = resnet26(width=record.width, input_size=record.input_size).eval()
+    features = {"theta0": dict(weights=record),
+                "random init": dict(weights=None, width=record.width, random_state=0)}
+    X_test = np.asarray(X_test)
     rows = []
-    for name, network, mean, std in (("theta0", pretrained, record.mean, record.std),
-                                     ("random init", random_init, CIFAR_MEAN, CIFAR_STD)):
-        test_features = pooled(network, np.asarray(X_test), mean, std)
+    for name, kwargs in features.items():
+        # make_pipeline(LayerFeatures(), KNNDetector()) in two steps, so the test features are computed once.
+        extractor = LayerFeatures(**kwargs).fit(X_test[:1])
+        test_features = extractor.transform(X_test)
         aucs = []
         for c in args.classes:
             idx = np.flatnonzero(y_train == c)[: args.n_train]
-            aucs.append(knn_auc(pooled(network, np.asarray(X_train[idx]), mean, std), test_features, y_test == c,
-                                args.k))
+            knn = KNNDetector(n_neighbors=args.k).fit(extractor.transform(X_train[idx]))
+            aucs.append(roc_auc_score(y_test == c, knn.score_samples(test_features)))
         rows.append((name, aucs))
     print(f"theta0: {record.name} (width {record.width}, val top-1 {record.meta.get('val_top1')})")
     print(f"kNN-AD (k={args.k}) on pooled features, {args.n_train} normal training images per class, "
