@@ -1,0 +1,31 @@
+"""Benchmarks: evaluation protocols that turn datasets into splits, and a runner with a result store.
+
+:mod:`skad_transfer.bench.protocols` builds :class:`Split` objects (normal training images, a test
+set labelled +1 normal / -1 anomaly, and an outlier-exposure corpus) for the paper's protocols;
+:mod:`skad_transfer.bench.runner` runs method x split x seed grids through :func:`joblib.Parallel`,
+writes one JSON record (plus the raw scores) per finished run and summarises them over seeds. The
+command line front end is ``skad-transfer bench``.
+"""
+
+from .protocols import (PROTOCOLS, BenchmarkData, Split, interventions, leave_one_out, load_benchmark_data,
+                        non_semantic_shift, oe_ablation, one_vs_rest)
+from .runner import METHODS, Task, format_summary, make_estimator, make_tasks, run_grid, summarize
+
+__all__ = [
+    "BenchmarkData",
+    "METHODS",
+    "PROTOCOLS",
+    "Split",
+    "Task",
+    "format_summary",
+    "interventions",
+    "leave_one_out",
+    "load_benchmark_data",
+    "make_estimator",
+    "make_tasks",
+    "non_semantic_shift",
+    "oe_ablation",
+    "one_vs_rest",
+    "run_grid",
+    "summarize",
+]

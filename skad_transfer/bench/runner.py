@@ -1,0 +1,754 @@
+"""Run method x split x seed grids, keep every finished run in a result store, summarise over seeds.
+
+``skad-transfer bench`` is the command line front end (:func:`add_arguments`, :func:`run`).
+
+The result store
+----------------
+A folder ``STORE`` with one pair of files per finished run::
+
+    STORE/runs/<run_id>.json   method, protocol, dataset, split, seed, settings, params, metrics,
+                               timing, versions
+    STORE/runs/<run_id>.npz    scores (score_samples on X_test) and labels (y_test)
+
+``run_id`` is a 16-hex-digit hash of the run's configuration (method, protocol, dataset, split and
+its meta, OE corpus, seed, shared settings except the device, method parameters), so the same run
+always lands in the same file. Both files are written to a temporary name and moved into place
+with :func:`os.replace`, the ``.npz`` first: a JSON file exists only for a complete run. A rerun
+skips every run whose JSON exists, so an interrupted sweep loses only the runs in progress.
+
+Metrics take the **anomaly** as the positive class: ``auc = roc_auc_score(y_test == -1, -scores)``
+and ``ap = average_precision_score(y_test == -1, -scores)`` (``scores`` are ``score_samples``,
+higher = more normal).
+
+Parallel execution
+------------------
+:func:`run_grid` goes through :func:`joblib.Parallel`, so any joblib backend works. Locally,
+``n_jobs=4`` uses loky processes. On a Dask cluster (``pip install dask[distributed]``; not a
+dependency of this package)::
+
+    from dask.distributed import Client
+    import joblib
+    client = Client("tcp://scheduler:8786")
+    with joblib.parallel_config(backend="dask"):
+        run_grid(tasks, store="runs/", n_jobs=-1)
+
+or ``run_grid(..., backend="dask")`` (``"ray"`` after ``ray.util.joblib.register_ray()``). The
+store must then be on a file system that every worker sees. ``devices="cuda:all"`` runs one
+process per local GPU, each pinned to its device (``torch.cuda.set_device``) and running its share
+of the grid (task ``i`` on ``cuda:{i % n_gpus}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocols import Split, describe_corpus
+
+__all__ = ["METHODS", "DEFAULT_SETTINGS", "Task", "add_arguments", "format_summary", "load_config",
+           "make_estimator", "make_tasks", "run", "run_grid", "run_id", "summarize"]
+
+#: Shared settings every method factory receives (and their defaults).
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "epochs": 3,
+    "weights": "default",
+    "width": None,
+    "lr": 0.01,
+    "batch_size": 64,
+    "device": "auto",
+}
+
+
+# ----------------------------------------------------------------------------- methods
+def _deep(cls_name: str, **fixed) -> Callable[..., Any]:
+    def factory(settings: Mapping[str, Any], random_state: int, **extra):
+        from .. import detectors
+
+        cls = getattr(detectors, cls_name)
+        kwargs = dict(weights=settings["weights"], width=settings["width"], epochs=settings["epochs"],
+                      lr=settings["lr"], batch_size=settings["batch_size"], device=settings["device"],
+                      random_state=random_state)
+        return cls(**{**fixed, **kwargs, **extra})
+
+    factory.__doc__ = f"{cls_name}({', '.join(f'{k}={v!r}' for k, v in fixed.items())}) with the shared settings"
+    return factory
+
+
+def _knn(settings, random_state, n_neighbors=2, layer="pooled", **extra):
+    """LayerFeatures of theta0 (pooled) + kNN distance (kNN-AD)."""
+    from sklearn.pipeline import make_pipeline
+
+    from ..detectors import KNNDetector
+    from ..features import LayerFeatures
+
+    features = LayerFeatures(weights=settings["weights"], width=settings["width"], layer=layer,
+                             device=settings["device"], random_state=random_state)
+    return make_pipeline(features, KNNDetector(n_neighbors=n_neighbors, **extra))
+
+
+def _ocsvm(settings, random_state, layer="stage3", nu=0.1, gamma="scale", **extra):
+    """LayerFeatures of theta0 (stage3) + standardisation + one-class SVM (linear-probe baseline)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import OneClassSVM
+
+    from ..features import LayerFeatures
+
+    features = LayerFeatures(weights=settings["weights"], width=settings["width"], layer=layer,
+                             device=settings["device"], random_state=random_state)
+    return make_pipeline(features, StandardScaler(), OneClassSVM(nu=nu, gamma=gamma, **extra))
+
+
+#: Method name -> factory ``(settings, random_state, **method_params) -> estimator``.
+METHODS: dict[str, Callable[..., Any]] = {
+    "adib": _deep("ADIBDetector"),
+    "adra": _deep("ADRADetector"),
+    "hsc": _deep("HSCDetector"),
+    "dsvdd": _deep("DSVDDDetector"),
+    "doc": _deep("DOCDetector"),
+    "ewc": _deep("ADIBDetector", regularizer="ewc"),
+    "knn": _knn,
+    "ocsvm": _ocsvm,
+}
+
+
+def _check_method(name) -> str:
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}")
+    return name
+
+
+def _check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise ValueError(f"settings: unknown keys {unknown}; valid keys are {sorted(DEFAULT_SETTINGS)}")
+    return {**DEFAULT_SETTINGS, **settings}
+
+
+def make_estimator(method: str, settings: Mapping[str, Any] | None = None, *, random_state: int = 0,
+                   **method_params):
+    """Build the estimator of a named method.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`: ``adib``, ``adra``, ``hsc``, ``dsvdd``, ``doc``, ``ewc`` (ADIB with
+        the EWC regularizer), ``knn`` (theta0 features + kNN), ``ocsvm`` (theta0 stage3 features +
+        one-class SVM).
+    settings : dict, optional
+        Shared settings (keys of :data:`DEFAULT_SETTINGS`: epochs, weights, width, lr, batch_size,
+        device); missing keys take their defaults. Feature-based methods use weights, width and
+        device only.
+    random_state : int, default=0
+        Seed of the estimator.
+    **method_params
+        Extra constructor arguments of this method (e.g. ``alpha=0.1`` for adib,
+        ``n_neighbors=5`` for knn).
+
+    Returns
+    -------
+    estimator : scikit-learn estimator with ``fit`` and ``score_samples`` (higher = more normal)
+
+    Raises
+    ------
+    ValueError
+        For an unknown method (the message lists the valid ones) or unknown settings keys.
+    """
+    return METHODS[_check_method(method)](_check_settings(settings), random_state, **method_params)
+
+
+# ----------------------------------------------------------------------------- tasks
+@dataclass(frozen=True, eq=False)
+class Task:
+    """One run of the grid: a method fitted on a split with one seed.
+
+    Attributes
+    ----------
+    method : str
+        Name in :data:`METHODS`.
+    split : Split
+        The data.
+    seed : int
+        The estimator's ``random_state``.
+    protocol, dataset : str
+        Labels stored with the result (and part of its ``run_id``).
+    settings : dict
+        Shared settings (:data:`DEFAULT_SETTINGS` filled in).
+    method_params : dict
+        Extra constructor arguments of the method.
+    """
+
+    method: str
+    split: Split
+    seed: int
+    protocol: str
+    dataset: str
+    settings: dict = field(default_factory=dict)
+    method_params: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        """The JSON-serialisable configuration that identifies this run (device excluded)."""
+        settings = {k: v for k, v in self.settings.items() if k != "device"}
+        return {"method": self.method, "protocol": self.protocol, "dataset": self.dataset, "split": self.split.name,
+                "split_meta": _jsonable(self.split.meta), "outlier_exposure": _corpus_key(self.split.outlier_exposure),
+                "n_normal": int(len(self.split.X_normal)), "n_test": int(len(self.split.X_test)),
+                "seed": int(self.seed), "settings": _jsonable(settings), "method_params": _jsonable(self.method_params)}
+
+
+_ARRAY_DIGESTS: dict[int, tuple[Any, str]] = {}
+
+
+def _corpus_key(spec) -> str | None:
+    """Corpus label; arrays also get a content digest so that different arrays give different run ids."""
+    label = describe_corpus(spec)
+    if spec is None or isinstance(spec, (str, os.PathLike)) or not hasattr(spec, "shape"):
+        return label
+    cached = _ARRAY_DIGESTS.get(id(spec))
+    if cached is None or cached[0]() is not spec:
+        digest = hashlib.sha1(np.ascontiguousarray(spec).view(np.uint8).ravel()).hexdigest()[:12]
+        try:
+            ref = weakref.ref(spec)
+        except TypeError:  # not weak-referenceable: do not cache
+            return f"{label}:{digest}"
+        cached = (ref, digest)
+        _ARRAY_DIGESTS[id(spec)] = cached
+    return f"{label}:{cached[1]}"
+
+
+def _jsonable(value):
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape}"
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _hash(payload) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_id(task: Task) -> str:
+    """The short hash of ``task.config()`` that names its files in the store."""
+    return _hash(task.config())
+
+
+def make_tasks(methods: Sequence[str], splits: Split | Iterable[Split], seeds: Sequence[int], *, protocol: str,
+               dataset: str, settings: Mapping[str, Any] | None = None,
+               method_params: Mapping[str, Mapping[str, Any]] | None = None) -> list[Task]:
+    """The full grid ``splits x methods x seeds`` as a list of :class:`Task`.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Method names (validated against :data:`METHODS`).
+    splits : Split or iterable of Split
+    seeds : sequence of int
+    protocol, dataset : str
+        Labels stored with each result.
+    settings : dict, optional
+        Shared settings (:data:`DEFAULT_SETTINGS` keys).
+    method_params : dict of str to dict, optional
+        Extra constructor arguments per method name, e.g. ``{"adib": {"alpha": 0.1}}``.
+
+    Returns
+    -------
+    tasks : list of Task
+    """
+    if isinstance(splits, Split):
+        splits = [splits]
+    splits = list(splits)
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = [_check_method(m) for m in methods]
+    seeds = [int(s) for s in seeds]
+    if not methods or not splits or not seeds:
+        raise ValueError(f"make_tasks needs at least one method, split and seed; got {len(methods)} methods, "
+                         f"{len(splits)} splits, {len(seeds)} seeds")
+    method_params = dict(method_params or {})
+    unknown = sorted(set(method_params) - set(METHODS))
+    if unknown:
+        raise ValueError(f"method_params: unknown methods {unknown}; valid methods are {sorted(METHODS)}")
+    settings = _check_settings(settings)
+    return [Task(m, s, seed, protocol, dataset, dict(settings), dict(method_params.get(m, {})))
+            for s in splits for m in methods for seed in seeds]
+
+
+# ----------------------------------------------------------------------------- store
+def _runs_dir(store) -> Path:
+    return Path(store) / "runs"
+
+
+def _atomic_write(final: Path, write: Callable[[Any], None], mode: str) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _versions(device: str) -> dict:
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    resolved = device
+    try:
+        from ..engine import resolve_device
+
+        resolved = str(resolve_device(device))
+    except Exception:  # noqa: BLE001 - informative only
+        pass
+    info = {"python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__,
+            "numpy": np.__version__, "skad_transfer": __version__, "device": resolved,
+            "platform": platform.platform()}
+    if resolved.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(resolved))
+    return info
+
+
+def _fit(estimator, split: Split):
+    from ..detectors.base import TransferDetector
+
+    if isinstance(estimator, TransferDetector) and split.outlier_exposure is not None \
+            and estimator.uses_outlier_exposure:
+        return estimator.fit(split.X_normal, X_outlier=split.outlier_exposure)
+    return estimator.fit(split.X_normal)
+
+
+def _params(estimator) -> dict:
+    try:
+        return _jsonable(estimator.get_params(deep=True))
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def execute(task: Task, store, *, device: str | None = None, skip_existing: bool = True) -> dict:
+    """Run one task (or load its stored result) and return its record.
+
+    Parameters
+    ----------
+    task : Task
+    store : str or path-like
+        Result store folder.
+    device : str, optional
+        Overrides ``task.settings["device"]`` (not part of the run id); a ``"cuda:<i>"`` device is
+        also made the process's current CUDA device.
+    skip_existing : bool, default=True
+        Return the stored record if the run's JSON exists.
+
+    Returns
+    -------
+    record : dict
+        The stored JSON content, plus ``"skipped": True`` when it was loaded rather than run.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rid = run_id(task)
+    path = _runs_dir(store) / f"{rid}.json"
+    if skip_existing and path.is_file():
+        return {**json.loads(path.read_text()), "skipped": True}
+    settings = dict(task.settings)
+    if device is not None:
+        settings["device"] = device
+    if isinstance(settings["device"], str) and settings["device"].startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(torch.device(settings["device"]))
+    estimator = make_estimator(task.method, settings, random_state=task.seed, **task.method_params)
+    t0 = time.perf_counter()
+    _fit(estimator, task.split)
+    t1 = time.perf_counter()
+    scores = np.asarray(estimator.score_samples(task.split.X_test), dtype=np.float64)
+    t2 = time.perf_counter()
+    labels = np.asarray(task.split.y_test, dtype=np.int64)
+    anomaly = labels == -1
+    if not np.isfinite(scores).all():
+        auc = ap = float("nan")
+    else:
+        auc = float(roc_auc_score(anomaly, -scores))
+        ap = float(average_precision_score(anomaly, -scores))
+    config = task.config()
+    record = {"run_id": rid, "method": task.method, "protocol": task.protocol, "dataset": task.dataset,
+              "split": task.split.name, "seed": int(task.seed), "config": config,
+              "params": _params(estimator), "metrics": {"auc": auc, "ap": ap},
+              "n_normal": config["n_normal"], "n_test": config["n_test"], "n_anomalies": int(anomaly.sum()),
+              "timing": {"fit_seconds": t1 - t0, "score_seconds": t2 - t1},
+              "versions": _versions(settings["device"]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def write_npz(handle):
+        np.savez(handle, scores=scores, labels=labels)
+
+    _atomic_write(path.with_suffix(".npz"), write_npz, "wb")
+    _atomic_write(path, lambda handle: handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), "w")
+    return record
+
+
+def _run_chunk(tasks: Sequence[Task], store, device: str | None, skip_existing: bool, errors: str,
+               verbose: bool) -> list[dict]:
+    out = []
+    for task in tasks:
+        try:
+            record = execute(task, store, device=device, skip_existing=skip_existing)
+        except Exception as error:  # noqa: BLE001
+            if errors == "raise":
+                raise
+            record = {"run_id": run_id(task), "method": task.method, "protocol": task.protocol,
+                      "dataset": task.dataset, "split": task.split.name, "seed": task.seed,
+                      "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+        if verbose:
+            if "error" in record:
+                print(f"FAILED {task.method:<8}{task.split.name:<24}seed {task.seed}: {record['error']}",
+                      file=sys.stderr, flush=True)
+            elif not record.get("skipped"):
+                m = record["metrics"]
+                print(f"{task.method:<8}{task.split.name:<24}seed {task.seed:<4}AUC {m['auc']:.3f}  "
+                      f"AP {m['ap']:.3f}  ({record['timing']['fit_seconds']:.1f} s)", flush=True)
+        out.append(record)
+    return out
+
+
+def _device_plan(tasks: Sequence[Task], devices) -> tuple[list[str], list[list[Task]]]:
+    """Devices and, per device, its share of the tasks (task ``i`` -> device ``i % n``)."""
+    if isinstance(devices, str):
+        if devices != "cuda:all":
+            raise ValueError(f"devices must be 'cuda:all' or a list of device strings, got {devices!r}")
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError("devices='cuda:all' needs at least one CUDA GPU, but torch sees none on this machine; "
+                             "leave devices=None to use settings['device'] (e.g. 'cpu') with n_jobs")
+        devices = [f"cuda:{i}" for i in range(n)]
+    devices = [str(d) for d in devices]
+    if not devices:
+        raise ValueError("devices must name at least one device")
+    chunks = [[t for i, t in enumerate(tasks) if i % len(devices) == g] for g in range(len(devices))]
+    return devices, chunks
+
+
+def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | None = None, devices=None,
+             skip_existing: bool = True, errors: str = "raise", verbose: bool = False) -> list[dict]:
+    """Run tasks through :class:`joblib.Parallel`, storing each finished run.
+
+    Parameters
+    ----------
+    tasks : sequence of Task
+        From :func:`make_tasks`.
+    store : str or path-like
+        Result store folder (created if missing); runs go to ``store/runs/``.
+    n_jobs : int, default=1
+        Parallel jobs (joblib semantics; ``1`` runs in this process, in order).
+    backend : str, optional
+        A joblib backend (``"loky"``, ``"threading"``, ``"dask"``, ``"ray"``, ...). ``None`` defers
+        to an enclosing ``joblib.parallel_config(backend=...)``, so
+        ``with joblib.parallel_config(backend="dask"): run_grid(...)`` runs on a connected Dask
+        cluster (Dask is not a dependency of this package).
+    devices : "cuda:all" or list of str, optional
+        Spread the runs over devices with one loky process per device, each pinned to it (task
+        ``i`` runs on ``devices[i % n]``); ``"cuda:all"`` means every local GPU. Overrides each
+        task's ``settings["device"]`` and ``n_jobs``.
+    skip_existing : bool, default=True
+        Skip runs whose JSON already exists in the store (their stored records are returned).
+    errors : {"raise", "continue"}, default="raise"
+        On a failing run, stop the sweep (finished runs stay in the store) or record the error in
+        the returned list and go on.
+    verbose : bool, default=False
+        Print one line per finished run.
+
+    Returns
+    -------
+    records : list of dict
+        One record per task, in the order of ``tasks`` (stored ones carry ``"skipped": True``; with
+        ``errors="continue"`` failed ones carry ``"error"``).
+
+    Raises
+    ------
+    ValueError
+        For ``devices="cuda:all"`` on a machine without GPUs, or invalid arguments.
+    """
+    from joblib import Parallel, delayed
+
+    if errors not in ("raise", "continue"):
+        raise ValueError(f"errors must be 'raise' or 'continue', got {errors!r}")
+    tasks = list(tasks)
+    for i, task in enumerate(tasks):
+        if not isinstance(task, Task):
+            raise ValueError(f"tasks[{i}] is a {type(task).__name__}, not a Task (build them with make_tasks)")
+    ids = [run_id(t) for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise ValueError("tasks contain duplicate runs (same method, split, seed and settings)")
+    _runs_dir(store).mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict] = {}
+    pending = []
+    for rid, task in zip(ids, tasks):
+        path = _runs_dir(store) / f"{rid}.json"
+        if skip_existing and path.is_file():
+            records[rid] = {**json.loads(path.read_text()), "skipped": True}
+        else:
+            pending.append(task)
+    if pending:
+        if devices is not None:
+            device_list, chunks = _device_plan(pending, devices)
+            jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose)
+                    for dev, chunk in zip(device_list, chunks) if chunk]
+            parallel = Parallel(n_jobs=len(jobs), backend=backend or "loky")
+        else:
+            jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose) for t in pending]
+            parallel = Parallel(n_jobs=n_jobs, backend=backend)
+        for chunk in parallel(jobs):
+            for record in chunk:
+                records[record["run_id"]] = record
+    return [records[rid] for rid in ids]
+
+
+# ----------------------------------------------------------------------------- summary
+def load_records(store) -> list[dict]:
+    """All stored run records (JSON files under ``store/runs``), sorted by file name."""
+    runs = _runs_dir(store)
+    if not runs.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+
+
+def summarize(store) -> list[dict]:
+    """Mean and standard deviation over seeds of every (method, protocol, dataset, split, settings).
+
+    Parameters
+    ----------
+    store : str or path-like
+        Result store folder.
+
+    Returns
+    -------
+    rows : list of dict
+        Keys ``method``, ``protocol``, ``dataset``, ``split``, ``variant`` (a short hash of the
+        shared settings, method parameters and OE corpus, so runs with different settings are
+        never averaged together), ``n_seeds``, ``seeds``, ``auc_mean``, ``auc_std``, ``ap_mean``, ``ap_std``,
+        ``fit_seconds`` (mean). The std is numpy's default (population, ``ddof=0``; 0 for one
+        seed). Sorted by dataset, protocol, split, method.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for record in load_records(store):
+        config = record.get("config", {})
+        variant = _hash({"settings": config.get("settings"), "method_params": config.get("method_params"),
+                         "oe": config.get("outlier_exposure")})[:8]
+        key = (record["dataset"], record["protocol"], record["split"], record["method"], variant)
+        groups.setdefault(key, []).append(record)
+    rows = []
+    for (dataset, protocol, split, method, variant), records in sorted(groups.items()):
+        auc = np.array([r["metrics"]["auc"] for r in records], dtype=float)
+        ap = np.array([r["metrics"]["ap"] for r in records], dtype=float)
+        rows.append({"method": method, "protocol": protocol, "dataset": dataset, "split": split,
+                     "variant": variant, "n_seeds": len(records), "seeds": sorted(r["seed"] for r in records),
+                     "auc_mean": float(auc.mean()), "auc_std": float(auc.std()),
+                     "ap_mean": float(ap.mean()), "ap_std": float(ap.std()),
+                     "fit_seconds": float(np.mean([r["timing"]["fit_seconds"] for r in records]))})
+    return rows
+
+
+def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of :func:`summarize` rows (AUC and AP in percent, mean (std))."""
+    if not rows:
+        return "(no finished runs)"
+    head = ["dataset", "protocol", "split", "method", "variant", "seeds", "AUC", "AP", "fit s"]
+    body = [[r["dataset"], r["protocol"], r["split"], r["method"], r["variant"], str(r["n_seeds"]),
+             f"{100 * r['auc_mean']:.1f} ({100 * r['auc_std']:.1f})",
+             f"{100 * r['ap_mean']:.1f} ({100 * r['ap_std']:.1f})", f"{r['fit_seconds']:.1f}"] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+#: Defaults of the ``bench`` options (flags override a config file, which overrides these).
+CLI_DEFAULTS: dict[str, Any] = {
+    "dataset": "synthetic", "data": os.environ.get("SKAD_SHARED_DATA", "../shared/data"),
+    "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
+    "epochs": 3, "weights": "default", "width": None, "lr": 0.01, "batch_size": 64, "device": "auto",
+    "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
+    "oe_corpora": None, "n_normal": None, "n_test": None, "n_outlier": 1000, "data_seed": 0,
+    "method_params": None, "errors": "raise", "quiet": False,
+}
+
+
+def load_config(path) -> dict:
+    """Read a ``bench`` config file: JSON (``.json``) or TOML (anything else, via :mod:`tomllib`).
+
+    Keys are the long option names with underscores (``methods``, ``seeds``, ``batch_size``,
+    ``store``, ...), plus ``method_params`` (a table of method name to constructor arguments).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config: no such file: {path}")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        config = json.loads(text)
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError as error:  # Python 3.10
+            raise ValueError(f"--config {path}: TOML needs Python >= 3.11 (tomllib); use a .json file") from error
+        config = tomllib.loads(text)
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {path}: the top level must be a table/object, got {type(config).__name__}")
+    config = {k.replace("-", "_"): v for k, v in config.items()}
+    unknown = sorted(set(config) - set(CLI_DEFAULTS) - {"config"})
+    if unknown:
+        raise ValueError(f"--config {path}: unknown keys {unknown}; valid keys are {sorted(CLI_DEFAULTS)}")
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``skad-transfer bench``."""
+    from .protocols import PROTOCOLS
+
+    a = parser.add_argument
+    a("--config", help="JSON or TOML file with any of the options below (underscored keys); flags override it")
+    a("--dataset", choices=["cifar10", "synthetic"], help="dataset (default synthetic)")
+    a("--data", help="folder holding cifar10-jpg.zip and OE corpora (also sets $SKAD_TRANSFER_DATA)")
+    a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
+    a("--classes", type=int, nargs="+", help="class protocols: normal (one-vs-rest) or anomalous (leave-one-out) "
+                                            "classes; default all")
+    a("--methods", nargs="+", help=f"methods, from {sorted(METHODS)} (default adib adra)")
+    a("--seeds", type=int, nargs="+", help="model seeds (default 0)")
+    a("--epochs", type=int)
+    a("--weights", help="theta0: a registered name, a checkpoint path, or 'none' (random init)")
+    a("--width", type=int, help="ResNet26 width (only with --weights none)")
+    a("--lr", type=float)
+    a("--batch-size", dest="batch_size", type=int)
+    a("--device", help="device of every run (default auto)")
+    a("--devices", help="'cuda:all' (one process per local GPU) or a comma list such as cuda:0,cuda:1")
+    a("--n-jobs", dest="n_jobs", type=int, help="parallel runs (joblib)")
+    a("--backend", help="joblib backend (loky, threading, dask, ray)")
+    a("--store", help="result store folder (default runs)")
+    a("--outlier-exposure", dest="outlier_exposure",
+      help="OE corpus for class protocols (a registered name or path; default tinyimagenet for cifar10, "
+           "synthetic shapes for synthetic)")
+    a("--oe-corpora", dest="oe_corpora", nargs="+", help="oe-ablation: corpora to compare ('none' for no OE)")
+    a("--n-normal", dest="n_normal", type=int, help="normal training images per split (default all / 1000)")
+    a("--n-test", dest="n_test", type=int, help="test images per split (default all / 200)")
+    a("--n-outlier", dest="n_outlier", type=int, help="synthetic OE images (default 1000)")
+    a("--data-seed", dest="data_seed", type=int, help="seed of data generation and subsampling (default 0)")
+    a("--errors", choices=["raise", "continue"], help="on a failing run: stop (default) or go on")
+    a("--quiet", action="store_true", default=None, help="no per-run lines")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    options = dict(CLI_DEFAULTS)
+    if getattr(args, "config", None):
+        options.update(load_config(args.config))
+    for key in CLI_DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key] = value
+    return options
+
+
+def _weights(value):
+    return None if isinstance(value, str) and value.lower() == "none" else value
+
+
+def build_splits(options: Mapping[str, Any]) -> list[Split]:
+    """Splits of ``options["dataset"]`` under ``options["protocol"]`` (the CLI's data step)."""
+    from . import protocols as P
+
+    dataset, protocol = options["dataset"], options["protocol"]
+    if protocol not in P.PROTOCOLS:
+        raise ValueError(f"protocol: unknown protocol {protocol!r}; valid names are {sorted(P.PROTOCOLS)}")
+    seed = int(options["data_seed"])
+    if protocol in ("interventions", "non-semantic-shift"):
+        if dataset != "synthetic":
+            raise ValueError(f"protocol {protocol!r} runs on dataset 'synthetic' (MPI3D through the Python API: "
+                             f"skad_transfer.bench.{protocol.replace('-', '_')}(X, factors)), got {dataset!r}")
+        kwargs = dict(n_normal=options["n_normal"] or 1000, n_outlier=options["n_outlier"] or 1000,
+                      n_test=options["n_test"] or 200, random_state=seed)
+        if protocol == "interventions":
+            return P.interventions(**kwargs)
+        return P.non_semantic_shift(**kwargs)
+    data = P.load_benchmark_data(dataset, options["data"], random_state=seed)
+    oe = options["outlier_exposure"]
+    if oe is None:
+        if dataset == "cifar10":
+            oe = "tinyimagenet"
+        else:  # synthetic shapes: OE = other images of the generator (all shapes); arrays are hashed in run ids
+            from ..data.synthetic import make_interventions
+
+            oe = make_interventions(options["n_outlier"] or 1000, random_state=seed + 2, return_factors=False)
+    if isinstance(oe, str) and oe.lower() == "none":
+        oe = None
+    classes = options["classes"] if options["classes"] is not None else list(range(len(data.class_names)))
+    common = dict(n_normal=options["n_normal"], n_test=options["n_test"], class_names=data.class_names,
+                  random_state=seed)
+    if protocol == "leave-one-out":
+        return [P.leave_one_out(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe,
+                                **common) for c in classes]
+    bases = [P.one_vs_rest(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe, **common)
+             for c in classes]
+    if protocol == "one-vs-rest":
+        return bases
+    corpora = options["oe_corpora"]
+    if not corpora:
+        raise ValueError("protocol 'oe-ablation' needs --oe-corpora (e.g. tinyimagenet svhn none)")
+    corpora = [None if isinstance(c, str) and c.lower() == "none" else c for c in corpora]
+    return [s for base in bases for s in P.oe_ablation(base, corpora)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``skad-transfer bench``: build splits, run the grid, print the summary."""
+    options = _options(args)
+    if options["data"]:
+        # An explicit --data (flag or config) points the registered OE corpora at that folder too.
+        explicit = options["data"] != CLI_DEFAULTS["data"]
+        if explicit or "SKAD_TRANSFER_DATA" not in os.environ:
+            os.environ["SKAD_TRANSFER_DATA"] = str(Path(options["data"]).resolve())
+    devices = options["devices"]
+    if isinstance(devices, str) and devices != "cuda:all":
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    splits = build_splits(options)
+    settings = {"epochs": options["epochs"], "weights": _weights(options["weights"]), "width": options["width"],
+                "lr": options["lr"], "batch_size": options["batch_size"], "device": options["device"]}
+    tasks = make_tasks(options["methods"], splits, options["seeds"], protocol=options["protocol"],
+                       dataset=options["dataset"], settings=settings, method_params=options["method_params"])
+    started = time.perf_counter()
+    records = run_grid(tasks, store=options["store"], n_jobs=options["n_jobs"], backend=options["backend"],
+                       devices=devices, errors=options["errors"], verbose=not options["quiet"])
+    skipped = sum(1 for r in records if r.get("skipped"))
+    failed = sum(1 for r in records if "error" in r)
+    print(f"{len(records)} runs: {len(records) - skipped - failed} new, {skipped} already stored, {failed} failed "
+          f"({time.perf_counter() - started:.0f} s); store {options['store']}")
+    print(format_summary(summarize(options["store"])))
+    return 1 if failed else 0

@@ -1,0 +1,189 @@
+"""Runner: grids through run_grid and the CLI, the result store, metrics, summaries, devices."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from skad_transfer.bench import interventions, make_estimator, make_tasks, run_grid, summarize
+from skad_transfer.bench import runner
+from skad_transfer.cli import main
+
+TINY = dict(weights=None, width=4, epochs=1, batch_size=16, device="cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks run fastest single-threaded (and do not stall on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return interventions(n_normal=24, n_outlier=24, n_test=16, random_state=0)[0]
+
+
+def _tasks(split, methods=("adib", "knn"), seeds=(0, 1)):
+    return make_tasks(list(methods), split, list(seeds), protocol="interventions", dataset="synthetic",
+                      settings=TINY)
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; valid methods are \['adib', 'adra'"):
+        make_estimator("nope")
+    with pytest.raises(ValueError, match="settings: unknown keys"):
+        make_estimator("adib", {"epoch": 1})
+    est = make_estimator("ewc", TINY, random_state=3)
+    assert est.regularizer == "ewc" and est.epochs == 1 and est.random_state == 3
+
+
+def test_grid_store_metrics_and_rerun(split, tmp_path, monkeypatch):
+    tasks = _tasks(split)
+    assert len(tasks) == 4 and len({runner.run_id(t) for t in tasks}) == 4
+    records = run_grid(tasks, store=tmp_path)
+    assert [(r["method"], r["seed"]) for r in records] == [("adib", 0), ("adib", 1), ("knn", 0), ("knn", 1)]
+    for record in records:
+        path = tmp_path / "runs" / f"{record['run_id']}.json"
+        stored = json.loads(path.read_text())
+        assert stored["protocol"] == "interventions" and stored["split"] == "color->blue"
+        assert stored["config"]["settings"]["epochs"] == 1 and "device" not in stored["config"]["settings"]
+        assert {"python", "torch", "sklearn", "skad_transfer", "device"} <= set(stored["versions"])
+        assert stored["timing"]["fit_seconds"] >= 0 and stored["timing"]["score_seconds"] >= 0
+        data = np.load(path.with_suffix(".npz"))
+        np.testing.assert_array_equal(data["labels"], split.y_test)
+        anomaly = data["labels"] == -1
+        assert stored["metrics"]["auc"] == pytest.approx(roc_auc_score(anomaly, -data["scores"]))
+        assert stored["metrics"]["ap"] == pytest.approx(average_precision_score(anomaly, -data["scores"]))
+        # the anomaly is the positive class: AP differs from the normal-positive AP in general
+        assert stored["metrics"]["auc"] == pytest.approx(roc_auc_score(data["labels"], data["scores"]))
+    assert not list((tmp_path / "runs").glob("*.tmp"))
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
+    fits = []
+    monkeypatch.setattr(runner, "_fit", lambda est, s: fits.append(est) or est.fit(s.X_normal))
+    again = run_grid(tasks, store=tmp_path)
+    assert fits == [] and all(r["skipped"] for r in again)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == mtimes
+    # one new seed: only that method x seed runs
+    run_grid(_tasks(split, methods=("knn",), seeds=(0, 2)), store=tmp_path)
+    assert len(fits) == 1
+
+
+def test_interrupted_sweep_keeps_finished_runs(split, tmp_path, monkeypatch):
+    tasks = _tasks(split, methods=("knn",), seeds=(0, 1, 2))
+    real_fit, calls = runner._fit, []
+
+    def flaky(estimator, s):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_fit(estimator, s)
+
+    monkeypatch.setattr(runner, "_fit", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(tasks, store=tmp_path)
+    files = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    first = runner.run_id(tasks[0])
+    assert files == [f"{first}.json", f"{first}.npz"]
+    json.loads((tmp_path / "runs" / f"{first}.json").read_text())
+    monkeypatch.setattr(runner, "_fit", real_fit)
+    records = run_grid(tasks, store=tmp_path)
+    assert [bool(r.get("skipped")) for r in records] == [True, False, False]
+
+
+def test_errors_continue_records_failure(split, tmp_path, monkeypatch):
+    def boom(estimator, s):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "_fit", boom)
+    records = run_grid(_tasks(split, methods=("knn",), seeds=(0,)), store=tmp_path, errors="continue")
+    assert "RuntimeError: boom" in records[0]["error"]
+    assert not list((tmp_path / "runs").glob("*.json"))
+
+
+def test_summarize_mean_std(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for i, (seed, auc, ap) in enumerate([(0, 0.6, 0.5), (1, 0.8, 0.7), (2, 1.0, 0.9)]):
+        record = {"run_id": f"r{i}", "method": "adib", "protocol": "p", "dataset": "d", "split": "s", "seed": seed,
+                  "config": {"settings": {"epochs": 1}, "method_params": {}, "outlier_exposure": None},
+                  "metrics": {"auc": auc, "ap": ap}, "timing": {"fit_seconds": 1.0 + i, "score_seconds": 0.0}}
+        (runs / f"r{i}.json").write_text(json.dumps(record))
+    other = dict(record, run_id="x", method="knn", config={"settings": {"epochs": 2}})
+    (runs / "x.json").write_text(json.dumps(other))
+    rows = summarize(tmp_path)
+    assert [r["method"] for r in rows] == ["adib", "knn"]
+    row = rows[0]
+    assert row["n_seeds"] == 3 and row["seeds"] == [0, 1, 2]
+    assert row["auc_mean"] == pytest.approx(0.8) and row["auc_std"] == pytest.approx(np.std([0.6, 0.8, 1.0]))
+    assert row["ap_mean"] == pytest.approx(0.7) and row["ap_std"] == pytest.approx(np.std([0.5, 0.7, 0.9]))
+    assert row["fit_seconds"] == pytest.approx(2.0)
+    assert rows[1]["n_seeds"] == 1 and rows[1]["auc_std"] == 0.0
+    assert summarize(tmp_path / "empty") == []
+
+
+def test_cli_grid_and_rerun(tmp_path, capsys):
+    store = tmp_path / "store"
+    argv = ["bench", "--dataset", "synthetic", "--protocol", "one-vs-rest", "--classes", "0", "--methods", "adib",
+            "knn", "--seeds", "0", "1", "--weights", "none", "--width", "4", "--epochs", "1", "--batch-size", "16",
+            "--device", "cpu", "--n-normal", "16", "--n-outlier", "16", "--n-test", "20", "--store", str(store)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 runs: 4 new, 0 already stored" in out
+    for name in ("one-vs-rest", "0:circle", "adib", "knn"):
+        assert name in out
+    assert len(list((store / "runs").glob("*.json"))) == 4 and len(list((store / "runs").glob("*.npz"))) == 4
+    rows = summarize(store)
+    assert [(r["method"], r["n_seeds"]) for r in rows] == [("adib", 2), ("knn", 2)]
+    assert main(argv) == 0
+    assert "4 runs: 0 new, 4 already stored" in capsys.readouterr().out
+
+
+def test_cli_config_file_toml_and_flags_override(tmp_path, capsys):
+    config = tmp_path / "bench.toml"
+    config.write_text(f'dataset = "synthetic"\nprotocol = "one-vs-rest"\nclasses = [0]\nmethods = ["knn"]\n'
+                      f'seeds = [0, 1]\nweights = "none"\nwidth = 4\ndevice = "cpu"\nn_normal = 20\nn_test = 30\n'
+                      f'store = "{tmp_path / "s"}"\n[method_params.knn]\nn_neighbors = 3\n')
+    assert main(["bench", "--config", str(config), "--seeds", "5", "--quiet"]) == 0
+    records = runner.load_records(tmp_path / "s")
+    assert [r["seed"] for r in records] == [5] and records[0]["config"]["method_params"] == {"n_neighbors": 3}
+    assert records[0]["split"] == "0:circle"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"methodz": ["knn"]}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        main(["bench", "--config", str(bad)])
+
+
+def test_devices_cuda_all_needs_gpus(split, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="cuda:all"):
+        run_grid(_tasks(split), store=tmp_path, devices="cuda:all")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    devices, chunks = runner._device_plan(_tasks(split, seeds=(0, 1, 2)), "cuda:all")
+    assert devices == ["cuda:0", "cuda:1"]
+    assert [len(c) for c in chunks] == [3, 3]
+    assert [t.seed for t in chunks[0]] == [0, 2, 1]
+
+
+def test_backend_is_passed_to_joblib(split, tmp_path):
+    import joblib
+
+    with joblib.parallel_config(backend="threading"):
+        records = run_grid(_tasks(split, methods=("knn",), seeds=(0,)), store=tmp_path, n_jobs=2)
+    assert records[0]["metrics"]["auc"] >= 0
+
+
+def test_device_list_runs_one_loky_process_per_device(split, tmp_path):
+    tasks = _tasks(split, methods=("knn",), seeds=(0, 1))
+    records = run_grid(tasks, store=tmp_path, devices=["cpu", "cpu"])
+    assert [r["seed"] for r in records] == [0, 1] and all(r["versions"]["device"] == "cpu" for r in records)
+    assert len(list((tmp_path / "runs").glob("*.json"))) == 2
