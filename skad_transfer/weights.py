@@ -132,6 +132,7 @@ def _register_lazy(name: str, make_record: Callable[[], WeightsRecord]) -> None:
 
 
 def unregister_weights(name: str) -> None:
+    """Forget a registered name (no error if it is unknown)."""
     _REGISTRY.pop(name, None)
 
 
@@ -141,6 +142,7 @@ def list_weights() -> list[str]:
 
 
 def get_weights(name: str) -> WeightsRecord:
+    """The record registered as ``name`` (built on first use for lazy entries such as ``"default"``)."""
     try:
         entry = _REGISTRY[name]
     except KeyError:
@@ -251,6 +253,7 @@ def load_backbone_state(network: nn.Module, state: Mapping[str, torch.Tensor], s
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):

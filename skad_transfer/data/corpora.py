@@ -152,6 +152,7 @@ def register_corpus(name: str, opener: Callable[[], OutlierCorpus], *, overwrite
 
 
 def list_corpora() -> list[str]:
+    """Names accepted by ``outlier_exposure=`` (besides paths, arrays and loaders)."""
     return sorted(_REGISTRY)
 
 
