@@ -68,7 +68,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "weights": "default",
     "width": None,
     "lr": 0.01,
-    "batch_size": 64,
+    "batch_size": 128,  # the paper's 64 normal + 64 OE
     "device": "auto",
 }
 
@@ -598,7 +598,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 CLI_DEFAULTS: dict[str, Any] = {
     "dataset": "synthetic", "data": os.environ.get("SKAD_SHARED_DATA", "../shared/data"),
     "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
-    "epochs": 3, "weights": "default", "width": None, "lr": 0.01, "batch_size": 64, "device": "auto",
+    "epochs": 3, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128, "device": "auto",
     "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
     "oe_corpora": None, "n_normal": None, "n_test": None, "n_outlier": 1000, "data_seed": 0,
     "method_params": None, "errors": "raise", "quiet": False,
