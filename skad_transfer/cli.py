@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "demo": ("skad_transfer.demo", "fit ADIB and ADRA on synthetic interventions and print an AUC table"),
     "pretrain": ("skad_transfer.pretrain", "pretrain a ResNet26 theta0 on a labelled image dataset"),
     "bench": ("skad_transfer.bench.runner", "run method x protocol x class x seed benchmark grids into a result store"),
+    "report": ("skad_transfer.bench.report", "paper-style tables (Markdown, CSV) and figures (PNG) of a result store"),
 }
 
 

@@ -3,12 +3,14 @@
 :mod:`skad_transfer.bench.protocols` builds :class:`Split` objects (normal training images, a test
 set labelled +1 normal / -1 anomaly, and an outlier-exposure corpus) for the paper's protocols;
 :mod:`skad_transfer.bench.runner` runs method x split x seed grids through :func:`joblib.Parallel`,
-writes one JSON record (plus the raw scores) per finished run and summarises them over seeds. The
-command line front end is ``skad-transfer bench``.
+writes one JSON record (plus the raw scores) per finished run and summarises them over seeds;
+:mod:`skad_transfer.bench.report` turns a store into the paper's tables and figures. The command
+line front ends are ``skad-transfer bench`` and ``skad-transfer report``.
 """
 
 from .protocols import (PROTOCOLS, BenchmarkData, Split, interventions, leave_one_out, load_benchmark_data,
                         non_semantic_shift, oe_ablation, one_vs_rest)
+from .report import build_report, recreate_split
 from .runner import METHODS, Task, format_summary, make_estimator, make_tasks, run_grid, summarize
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "PROTOCOLS",
     "Split",
     "Task",
+    "build_report",
     "format_summary",
     "interventions",
     "leave_one_out",
@@ -26,6 +29,7 @@ __all__ = [
     "non_semantic_shift",
     "oe_ablation",
     "one_vs_rest",
+    "recreate_split",
     "run_grid",
     "summarize",
 ]

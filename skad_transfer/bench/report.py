@@ -1,0 +1,781 @@
+"""Paper-style tables and figures from a result store (``skad-transfer report STORE``).
+
+:func:`build_report` reads the runs of a store written by :mod:`skad_transfer.bench.runner` and
+writes, into an output folder:
+
+==============================  ===========================================================  ==========
+file                            content                                                      paper
+==============================  ===========================================================  ==========
+``table5_<dataset>.md/.csv``    one-vs-rest: rows = methods, columns = classes + mean (AUC)   Table 5
+``table2_<dataset>.md/.csv``    leave-one-out: rows = held-out classes + mean, AUC and AP     Table 2
+``table3_<dataset>.md/.csv``    leave-one-out on STL-10: same layout, AP only                 Table 3
+``table6_<dataset>.md/.csv``    OE ablation: rows = methods, columns = corpora (mean AUC)     Table 6
+``fig1_interventions_*.png``    AUC per intervention and method (plus a table of the bars)    Fig. 1
+``fig2_shift_*.png``            AUC vs number of normal colours, per method                   Fig. 2
+``fig3_tsne.png``               t-SNE of a refitted run's features (``--tsne`` only)          Fig. 3
+``fig4_top_anomalies.png``      the top-k most anomalous test images of one run               Fig. 4
+``report.md``                   every table, settings, commands and figure links
+==============================  ===========================================================  ==========
+
+Only the tables of protocols present in the store are written. Cells are ``mean (std)`` over
+seeds in percent with one decimal, exactly the numbers of :func:`~skad_transfer.bench.runner.summarize`
+(the population std, ``ddof=0``). A "mean" column / row averages the per-class means; its std is
+the std over seeds of the per-seed class average (seeds present for every class only).
+Runs of one method with different settings, method parameters or OE corpus (different
+``variant`` in :func:`summarize`) get separate rows, labelled ``method [variant]``.
+
+Figures 3 and 4 need test images: they are re-created from the run's stored configuration by the
+protocol functions (:func:`recreate_split`): exactly for the synthetic generators, by reloading
+``cifar10-jpg.zip`` from ``--data`` for CIFAR-10. When that is impossible the figure is skipped
+with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runner import _hash, _runs_dir, load_records, summarize
+
+__all__ = ["ReportResult", "add_arguments", "build_report", "recreate_split", "run"]
+
+#: Paper table per class protocol.
+_TABLE_PROTOCOLS = ("one-vs-rest", "leave-one-out", "oe-ablation")
+#: Preference order when picking the run shown in Figs. 3 and 4.
+_RUN_PREFERENCE = ("leave-one-out", "one-vs-rest", "oe-ablation", "interventions", "non-semantic-shift")
+_STL_NAMES = ("stl10", "stl-10")
+
+
+@dataclass
+class ReportResult:
+    """What :func:`build_report` wrote.
+
+    Attributes
+    ----------
+    markdown : Path
+        ``report.md``.
+    tables : dict of str to Path
+        Table key (e.g. ``"table5_cifar10"``) -> CSV path (a ``.md`` file sits next to it).
+    figures : dict of str to Path
+        Figure key -> PNG path.
+    skipped : list of str
+        One message per figure that could not be made.
+    """
+
+    markdown: Path
+    tables: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- grouping
+def _variant(config: Mapping[str, Any], *, with_oe: bool = True, table: bool = False) -> str:
+    """summarize()'s variant hash of a run configuration.
+
+    ``with_oe=False`` leaves the OE corpus out (settings and method parameters only);
+    ``table=True`` drops the content digest of array corpora (``"array(n, ...):<digest>"``), which
+    are generated per split (interventions, shift steps) and so are data rather than settings.
+    """
+    oe = config.get("outlier_exposure") if with_oe else None
+    if table and isinstance(oe, str) and oe.startswith("array("):
+        oe = oe.split(":", 1)[0]
+    payload = {"settings": config.get("settings"), "method_params": config.get("method_params"), "oe": oe}
+    return _hash(payload)[:8]
+
+
+def _fmt(mean: float, std: float | None) -> str:
+    if mean is None or not np.isfinite(mean):
+        return "—"
+    if std is None or not np.isfinite(std):
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ({100 * std:.1f})"
+
+
+def _class_label(record: Mapping[str, Any]) -> str:
+    meta = record["config"].get("split_meta", {})
+    name = record["split"].split("|oe=")[0]
+    return str(meta.get("class_name", name.split(":", 1)[-1]))
+
+
+def _class_order(record: Mapping[str, Any]):
+    meta = record["config"].get("split_meta", {})
+    for key in ("normal_class", "anomaly_class", "step"):
+        if isinstance(meta.get(key), (int, float)):
+            return (0, meta[key], "")
+    return (1, 0, record["split"])
+
+
+def _oe_label(record: Mapping[str, Any]) -> str:
+    meta = record["config"].get("split_meta", {})
+    if "oe" in meta:
+        return str(meta["oe"])
+    return record["split"].split("|oe=", 1)[1] if "|oe=" in record["split"] else "default"
+
+
+class _Group:
+    """Records of one table (dataset x protocol) and the summarize() rows that describe them."""
+
+    def __init__(self, records: list[dict], rows: list[dict]):
+        self.records = records
+        with_oe = records[0]["protocol"] != "oe-ablation"
+        variants = {}
+        for r in records:
+            variants.setdefault(r["method"], {}).setdefault(_variant(r["config"], with_oe=with_oe, table=True),
+                                                            r["config"])
+        self.row_keys: list[tuple[str, str]] = []   # (method, table variant)
+        self.labels: dict[tuple[str, str], str] = {}
+        self.configs: dict[tuple[str, str], dict] = {}
+        for method in sorted(variants):
+            for v, config in variants[method].items():
+                key = (method, v)
+                self.row_keys.append(key)
+                self.labels[key] = method if len(variants[method]) == 1 else f"{method} [{v}]"
+                self.configs[key] = config
+        self.with_oe = with_oe
+        # summarize rows by (split, method, summarize variant)
+        self.rows = {(row["split"], row["method"], row["variant"]): row for row in rows}
+
+    def row_key(self, record) -> tuple[str, str]:
+        return record["method"], _variant(record["config"], with_oe=self.with_oe, table=True)
+
+    def columns(self, label=_class_label) -> list[tuple[str, list[str]]]:
+        """Ordered column labels with the split names that fall in each."""
+        cols: dict[str, tuple[Any, set]] = {}
+        for r in self.records:
+            lab = label(r)
+            order, names = cols.setdefault(lab, (_class_order(r), set()))
+            names.add(r["split"])
+        return [(lab, sorted(names)) for lab, (order, names) in sorted(cols.items(), key=lambda kv: (kv[1][0], kv[0]))]
+
+    def cell(self, key, splits: Sequence[str]) -> dict | None:
+        """The summarize() row of this table row in one of ``splits`` (None if absent)."""
+        for r in self.records:
+            if r["split"] in splits and self.row_key(r) == key:
+                return self.rows.get((r["split"], r["method"], _variant(r["config"])))
+        return None
+
+    def seed_mean(self, key, columns, metric: str) -> tuple[float, float]:
+        """Mean over columns of the per-column means; std over seeds of per-seed column averages."""
+        per_col = []
+        for _, splits in columns:
+            row = self.cell(key, splits)
+            if row is None:
+                return float("nan"), float("nan")
+            per_col.append(row[f"{metric}_mean"])
+        by_seed: dict[int, dict[str, float]] = {}
+        for r in self.records:
+            if self.row_key(r) == key:
+                col = next((lab for lab, splits in columns if r["split"] in splits), None)
+                if col is not None:
+                    by_seed.setdefault(r["seed"], {})[col] = r["metrics"][metric]
+        full = [np.mean(list(v.values())) for v in by_seed.values() if len(v) == len(columns)]
+        return float(np.mean(per_col)), (float(np.std(full)) if full else float("nan"))
+
+
+def _settings_text(group: _Group) -> str:
+    lines = []
+    for key in group.row_keys:
+        config = group.configs[key]
+        s = config.get("settings", {})
+        weights = "random init" if s.get("weights") is None else s.get("weights")
+        parts = [f"dataset {config.get('dataset')}", f"epochs {s.get('epochs')}", f"weights {weights}"]
+        if s.get("width") is not None:
+            parts.append(f"width {s['width']}")
+        parts += [f"lr {s.get('lr')}", f"batch size {s.get('batch_size')}"]
+        if group.with_oe:
+            oe = config.get("outlier_exposure")
+            if isinstance(oe, str) and oe.startswith("array("):   # generated per split: drop its digest
+                oe = oe.split(":", 1)[0] + " (generated)"
+            parts.append(f"OE {oe}")
+        if config.get("method_params"):
+            parts.append(f"method params {config['method_params']}")
+        seeds = sorted({r["seed"] for r in group.records if group.row_key(r) == key})
+        parts.append(f"seeds {seeds}")
+        lines.append(f"- {group.labels[key]}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def _bench_command(group: _Group) -> str:
+    """An equivalent ``skad-transfer bench`` command for the runs of a table."""
+    first = group.records[0]
+    config, meta = first["config"], first["config"].get("split_meta", {})
+    s = config.get("settings", {})
+    args = ["skad-transfer", "bench", "--dataset", first["dataset"], "--protocol", first["protocol"],
+            "--methods", *sorted({r["method"] for r in group.records}),
+            "--seeds", *[str(x) for x in sorted({r["seed"] for r in group.records})],
+            "--epochs", str(s.get("epochs")),
+            "--weights", "none" if s.get("weights") is None else str(s.get("weights"))]
+    if s.get("width") is not None:
+        args += ["--width", str(s["width"])]
+    args += ["--lr", str(s.get("lr")), "--batch-size", str(s.get("batch_size"))]
+    if first["protocol"] in ("one-vs-rest", "leave-one-out", "oe-ablation"):
+        key = "normal_class" if "normal_class" in meta else "anomaly_class"
+        classes = sorted({r["config"]["split_meta"].get(key) for r in group.records} - {None})
+        args += ["--classes", *[str(c) for c in classes]]
+        if first["protocol"] == "oe-ablation":
+            args += ["--oe-corpora", *sorted({_oe_label(r) for r in group.records})]
+    else:
+        for k, flag in (("n_normal", "--n-normal"), ("n_outlier", "--n-outlier"), ("n_test", "--n-test")):
+            if meta.get(k) is not None:
+                args += [flag, str(meta[k])]
+    if isinstance(meta.get("random_state"), int):
+        args += ["--data-seed", str(meta["random_state"])]
+    return shlex.join(args)
+
+
+# ----------------------------------------------------------------------------- tables
+@dataclass
+class _Table:
+    key: str
+    title: str
+    header: list
+    body: list            # formatted cells
+    csv_header: list
+    csv_body: list        # numeric cells
+    notes: str
+
+
+def _pct(x) -> str:
+    return "" if x is None or not np.isfinite(x) else f"{100 * x:.4f}"
+
+
+def _methods_by_columns(group: _Group, columns, metric: str, key: str, title: str, first: str) -> _Table:
+    header = [first] + [c for c, _ in columns] + ["mean"]
+    csv_header = [first] + [h for c, _ in columns for h in (c, f"{c} std")] + ["mean", "mean std"]
+    body, csv_body = [], []
+    for rk in group.row_keys:
+        cells, nums = [group.labels[rk]], [group.labels[rk]]
+        for _, splits in columns:
+            row = group.cell(rk, splits)
+            m = row[f"{metric}_mean"] if row else None
+            sd = row[f"{metric}_std"] if row else None
+            cells.append(_fmt(m, sd))
+            nums += [_pct(m), _pct(sd)]
+        m, sd = group.seed_mean(rk, columns, metric)
+        cells.append(_fmt(m, sd))
+        nums += [_pct(m), _pct(sd)]
+        body.append(cells)
+        csv_body.append(nums)
+    return _Table(key, title, header, body, csv_header, csv_body, "")
+
+
+def _classes_by_rows(group: _Group, metrics: Sequence[str], key: str, title: str) -> _Table:
+    columns = group.columns()
+    multi = len(metrics) > 1
+    header, csv_header = ["held-out class"], ["held-out class"]
+    for rk in group.row_keys:
+        for metric in metrics:
+            name = f"{group.labels[rk]} {metric.upper()}" if multi else group.labels[rk]
+            header.append(name)
+            csv_header += [name, f"{name} std"]
+    body, csv_body = [], []
+    for lab, splits in columns:
+        cells, nums = [lab], [lab]
+        for rk in group.row_keys:
+            row = group.cell(rk, splits)
+            for metric in metrics:
+                m = row[f"{metric}_mean"] if row else None
+                sd = row[f"{metric}_std"] if row else None
+                cells.append(_fmt(m, sd))
+                nums += [_pct(m), _pct(sd)]
+        body.append(cells)
+        csv_body.append(nums)
+    for metric in metrics:
+        label = f"m{metric.upper()}"
+        cells, nums = [label], [label]
+        for rk in group.row_keys:
+            for mt in metrics:
+                if mt == metric:
+                    m, sd = group.seed_mean(rk, columns, metric)
+                    cells.append(_fmt(m, sd))
+                    nums += [_pct(m), _pct(sd)]
+                else:
+                    cells.append("")
+                    nums += ["", ""]
+        body.append(cells)
+        csv_body.append(nums)
+    return _Table(key, title, header, body, csv_header, csv_body, "")
+
+
+def _oe_table(group: _Group, key: str, title: str) -> _Table:
+    corpora = sorted({_oe_label(r) for r in group.records})
+    header = ["method"] + corpora
+    csv_header = ["method"] + [h for c in corpora for h in (c, f"{c} std")]
+    body, csv_body = [], []
+    for rk in group.row_keys:
+        cells, nums = [group.labels[rk]], [group.labels[rk]]
+        for corpus in corpora:
+            sub = _Group([r for r in group.records if _oe_label(r) == corpus], list(group.rows.values()))
+            sub_key = next((k for k in sub.row_keys if k[0] == rk[0] and k[1] == rk[1]), None)
+            if sub_key is None:
+                m = sd = None
+            else:
+                m, sd = sub.seed_mean(sub_key, sub.columns(), "auc")
+            cells.append(_fmt(m, sd))
+            nums += [_pct(m), _pct(sd)]
+        body.append(cells)
+        csv_body.append(nums)
+    return _Table(key, title, header, body, csv_header, csv_body, "")
+
+
+def _markdown_table(table: _Table) -> str:
+    rule = "|" + "|".join(["---"] + [":---:"] * (len(table.header) - 1)) + "|"
+    lines = ["| " + " | ".join(table.header) + " |", rule]
+    lines += ["| " + " | ".join(row) + " |" for row in table.body]
+    return "\n".join(lines)
+
+
+def _build_tables(records: list[dict], rows: list[dict]) -> list[tuple[_Table, _Group]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["protocol"]), []).append(r)
+    out = []
+    order = {p: i for i, p in enumerate(("leave-one-out", "one-vs-rest", "oe-ablation", "interventions",
+                                         "non-semantic-shift"))}
+    for (dataset, protocol), recs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][1], 99), kv[0])):
+        group = _Group(recs, [row for row in rows if row["dataset"] == dataset and row["protocol"] == protocol])
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
+        if protocol == "one-vs-rest":
+            t = _methods_by_columns(group, group.columns(), "auc", f"table5_{slug}",
+                                    f"Table 5: AUC (%) on the {dataset} one-vs-rest benchmark "
+                                    f"(column = normal class)", "method")
+        elif protocol == "leave-one-out" and dataset.lower() in _STL_NAMES:
+            t = _classes_by_rows(group, ["ap"], f"table3_{slug}", f"Table 3: AP (%) on the {dataset} "
+                                                                  f"semantic AD (leave-one-out) benchmark")
+        elif protocol == "leave-one-out":
+            t = _classes_by_rows(group, ["auc", "ap"], f"table2_{slug}",
+                                 f"Table 2: AUC and AP (%) on the {dataset} semantic AD (leave-one-out) benchmark")
+        elif protocol == "oe-ablation":
+            t = _oe_table(group, f"table6_{slug}", f"Table 6: mean AUC (%) over classes on the {dataset} "
+                                                   f"one-vs-rest benchmark for different OE corpora")
+        elif protocol == "interventions":
+            cols = group.columns(label=lambda r: r["split"])
+            t = _methods_by_columns(group, cols, "auc", f"fig1_interventions_{slug}",
+                                    f"Figure 1 (data): AUC (%) under interventions on {dataset}", "method")
+        elif protocol == "non-semantic-shift":
+            cols = group.columns(label=lambda r: r["split"])
+            t = _methods_by_columns(group, cols, "auc", f"fig2_shift_{slug}",
+                                    f"Figure 2 (data): AUC (%) under non-semantic colour shift on {dataset}",
+                                    "method")
+        else:
+            continue
+        t.notes = (f"Cells: mean (std) over seeds, in percent; std with ddof=0.\n\nSettings:\n"
+                   f"{_settings_text(group)}\n\nRuns (equivalent command): `{_bench_command(group)}`")
+        out.append((t, group))
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+def _fig_interventions(group: _Group, path: Path) -> Path:
+    from ..demo import plot_interventions
+
+    def factor_of(r):
+        return str(r["config"].get("split_meta", {}).get("factor", r["split"].split("->")[0]))
+
+    interventions = {}
+    table: dict[str, dict[str, float]] = {}
+    for r in sorted(group.records, key=lambda r: r["split"]):
+        meta = r["config"].get("split_meta", {})
+        interventions[factor_of(r)] = str(meta.get("value", r["split"].split("->")[-1]))
+    for rk in group.row_keys:
+        row = {}
+        for factor in interventions:
+            splits = [r["split"] for r in group.records if factor_of(r) == factor]
+            cell = group.cell(rk, splits)
+            row[factor] = cell["auc_mean"] if cell else float("nan")
+        table[group.labels[rk]] = row
+    return plot_interventions(table, interventions, path)
+
+
+def _fig_shift(group: _Group, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def step(r):
+        meta = r["config"].get("split_meta", {})
+        if isinstance(meta.get("step"), int):
+            return meta["step"]
+        m = re.search(r"(\d+)", r["split"])
+        return int(m.group(1)) if m else 0
+
+    steps = sorted({step(r) for r in group.records})
+    colors_at = {}
+    for r in group.records:
+        colors_at.setdefault(step(r), r["config"].get("split_meta", {}).get("normal_colors"))
+    fig, ax = plt.subplots(figsize=(6, 4.0), dpi=120)
+    for rk in group.row_keys:
+        xs, ms, sds = [], [], []
+        for k in steps:
+            cell = group.cell(rk, [r["split"] for r in group.records if step(r) == k])
+            if cell:
+                xs.append(k), ms.append(cell["auc_mean"]), sds.append(cell["auc_std"])
+        ms, sds = np.array(ms), np.array(sds)
+        ax.plot(xs, ms, marker="o", label=group.labels[rk])
+        ax.fill_between(xs, ms - sds, ms + sds, alpha=0.2)
+    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+    ticks = [f"{k}" + (f"\n+{colors_at[k][-1]}" if colors_at.get(k) else "") for k in steps]
+    ax.set_xticks(steps, ticks, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("number of normal colours")
+    ax.set_ylabel("AUC")
+    ax.set_title("Robustness to non-semantic colour shift")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _pick_run(records: list[dict], run_id: str | None) -> dict:
+    if run_id is not None:
+        for r in records:
+            if r.get("run_id") == run_id:
+                return r
+        raise ValueError(f"--run {run_id!r}: no such run in the store")
+    rank = {p: i for i, p in enumerate(_RUN_PREFERENCE)}
+    return min(records, key=lambda r: (rank.get(r["protocol"], 99), r["method"] != "adib", r["split"], r["seed"],
+                                       r.get("run_id", "")))
+
+
+_DATA_CACHE: dict = {}
+
+
+def _benchmark_data(dataset: str, data, random_state: int):
+    from .protocols import load_benchmark_data
+
+    key = (dataset, str(data), random_state)
+    if key not in _DATA_CACHE:
+        if dataset == "synthetic":
+            _DATA_CACHE[key] = load_benchmark_data("synthetic", random_state=random_state)
+        elif dataset == "cifar10":
+            if data is None:
+                raise LookupError("dataset 'cifar10': pass --data (the folder holding cifar10-jpg.zip) to reload "
+                                  "the images")
+            _DATA_CACHE[key] = load_benchmark_data("cifar10", data)
+        else:
+            raise LookupError(f"dataset {dataset!r}: re-creating its images is not supported")
+    return _DATA_CACHE[key]
+
+
+def recreate_split(record: Mapping[str, Any], data=None, *, with_outlier_exposure: bool = False):
+    """Re-create the :class:`~skad_transfer.bench.protocols.Split` of a stored run.
+
+    Parameters
+    ----------
+    record : dict
+        A stored run record (``STORE/runs/<run_id>.json``).
+    data : str or path-like, optional
+        Folder holding ``cifar10-jpg.zip`` (CIFAR-10 runs only).
+    with_outlier_exposure : bool, default=False
+        Also re-create a synthetic OE array of the class protocols (otherwise the split's
+        ``outlier_exposure`` is the stored label, or None).
+
+    Returns
+    -------
+    split : Split
+        The same split the run was scored on (checked against the stored labels when the
+        ``.npz`` file is next to it).
+
+    Raises
+    ------
+    LookupError
+        When the images cannot be re-created (MPI3D, an unknown dataset, CIFAR-10 without
+        ``data``, or a configuration the protocol functions do not reproduce).
+    """
+    from dataclasses import replace
+
+    from ..data.synthetic import COLOR_NAMES, make_interventions
+    from . import protocols as P
+
+    config = record["config"]
+    meta = config.get("split_meta", {})
+    protocol, dataset, name = record["protocol"], record["dataset"], record["split"]
+    rs = meta.get("random_state")
+    if protocol in ("interventions", "non-semantic-shift"):
+        if meta.get("source") != "synthetic":
+            raise LookupError(f"run {record.get('run_id')}: {protocol} on {meta.get('source', dataset)!r} data "
+                              f"cannot be re-created from the store (only the synthetic generator can)")
+        common = dict(n_normal=meta["n_normal"], n_outlier=meta["n_outlier"], n_test=meta["n_test"],
+                      image_size=meta.get("image_size", 32), random_state=rs)
+        if protocol == "interventions":
+            splits = P.interventions(normal=meta.get("normal"), **common)
+        else:
+            colors = list(meta.get("normal_colors") or [])
+            if colors != list(COLOR_NAMES[:len(colors)]):
+                raise LookupError(f"run {record.get('run_id')}: custom colour order {colors} cannot be re-created")
+            splits = P.non_semantic_shift(normal_shape=meta.get("normal_shape"),
+                                          anomaly_shape=meta.get("anomaly_shape"), **common)
+        split = next((s for s in splits if s.name == name), None)
+        if split is None:
+            raise LookupError(f"run {record.get('run_id')}: split {name!r} is not produced by the default "
+                              f"{protocol} settings")
+    elif protocol in ("one-vs-rest", "leave-one-out", "oe-ablation"):
+        loaded = _benchmark_data(dataset, data, rs if isinstance(rs, int) else 0)
+        if "normal_class" in meta:
+            fn, cls = P.one_vs_rest, meta["normal_class"]
+        else:
+            fn, cls = P.leave_one_out, meta["anomaly_class"]
+        base = name.split("|oe=")[0]
+        names = loaded.class_names if ":" in base else None
+        oe = config.get("outlier_exposure")
+        if oe is not None and oe.startswith("array(") and with_outlier_exposure:
+            n = int(re.match(r"array\((\d+)", oe).group(1))
+            oe = make_interventions(n, random_state=(rs or 0) + 2, return_factors=False)
+        elif oe is not None and oe.startswith("array("):
+            oe = None
+        split = fn(loaded.X_train, loaded.y_train, loaded.X_test, loaded.y_test, cls, outlier_exposure=oe,
+                   n_normal=meta.get("n_normal"), n_test=meta.get("n_test"), class_names=names, random_state=rs)
+        split = replace(split, name=name)
+    else:
+        raise LookupError(f"run {record.get('run_id')}: unknown protocol {protocol!r}")
+    return split
+
+
+def _check_labels(record, split, store) -> np.ndarray | None:
+    npz = _runs_dir(store) / f"{record['run_id']}.npz"
+    if not npz.is_file():
+        return None
+    with np.load(npz) as stored:
+        scores, labels = stored["scores"], stored["labels"]
+    if not np.array_equal(labels, split.y_test):
+        raise LookupError(f"run {record['run_id']}: the re-created test labels differ from the stored ones")
+    return scores
+
+
+def _fig_top_anomalies(record, store, data, path: Path, top_k: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    split = recreate_split(record, data)
+    scores = _check_labels(record, split, store)
+    if scores is None:
+        raise LookupError(f"run {record['run_id']}: no scores file {record['run_id']}.npz")
+    order = np.argsort(scores, kind="stable")[:top_k]     # lowest score_samples = most anomalous
+    cols = min(len(order), 8)
+    rows = int(np.ceil(len(order) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.5), dpi=120, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for rank, (ax, i) in enumerate(zip(axes.ravel(), order), start=1):
+        ax.imshow(np.asarray(split.X_test[i]))
+        anomalous = split.y_test[i] == -1
+        ax.set_title(f"#{rank} {'anomaly' if anomalous else 'normal'}", fontsize=7,
+                     color="tab:red" if anomalous else "tab:blue")
+    fig.suptitle(f"Top {len(order)} anomalies: {record['method']}, {record['dataset']} {record['protocol']} "
+                 f"{record['split']}, seed {record['seed']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _test_classes(record, split, data) -> np.ndarray | None:
+    """Class names of a class protocol's test images (found by content in the reloaded dataset)."""
+    if record["protocol"] not in ("one-vs-rest", "leave-one-out", "oe-ablation"):
+        return None
+    rs = record["config"].get("split_meta", {}).get("random_state")
+    loaded = _benchmark_data(record["dataset"], data, rs if isinstance(rs, int) else 0)
+    lookup = {np.asarray(x).tobytes(): int(y) for x, y in zip(loaded.X_test, loaded.y_test)}
+    labels = [lookup.get(np.asarray(x).tobytes()) for x in split.X_test]
+    if any(label is None for label in labels):
+        return None
+    return np.array([str(loaded.class_names[label]) for label in labels])
+
+
+def _fig_tsne(record, store, data, path: Path, device: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    from ..features import LayerFeatures
+    from .runner import _fit, make_estimator
+
+    if record["dataset"] != "synthetic" and data is None:
+        raise LookupError(f"t-SNE of a {record['dataset']} run refits it on the real data: pass --data")
+    if data is not None:
+        os.environ.setdefault("SKAD_TRANSFER_DATA", str(Path(data).resolve()))
+    config = record["config"]
+    split = recreate_split(record, data, with_outlier_exposure=True)
+    settings = {**config["settings"], "device": device}
+    estimator = make_estimator(record["method"], settings, random_state=record["seed"],
+                               **config.get("method_params", {}))
+    _fit(estimator, split)
+    if hasattr(estimator, "network_"):
+        features = LayerFeatures(backbone=estimator, device=device).fit(split.X_test[:1])
+    elif hasattr(estimator, "steps") and isinstance(estimator.steps[0][1], LayerFeatures):
+        features = estimator.steps[0][1]
+    else:
+        raise LookupError(f"method {record['method']!r} has no network to embed")
+    Z = np.asarray(features.transform(split.X_test), dtype=np.float64)
+    perplexity = float(min(30.0, max(2.0, (len(Z) - 1) / 3)))
+    E = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(Z)
+    classes = _test_classes(record, split, data)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    if classes is not None:   # class protocols: colour by class (as the paper), anomalies ringed
+        names, codes = np.unique(classes, return_inverse=True)
+        cmap = plt.get_cmap("tab10")
+        for k, name in enumerate(names):
+            m = codes == k
+            ax.scatter(E[m, 0], E[m, 1], s=10, color=cmap(k % 10), label=str(name), alpha=0.8)
+        m = split.y_test == -1
+        ax.scatter(E[m, 0], E[m, 1], s=40, facecolors="none", edgecolors="black", lw=0.6, label="anomaly")
+    else:
+        for value, label, color in ((1, "normal", "tab:blue"), (-1, "anomaly", "tab:red")):
+            m = split.y_test == value
+            ax.scatter(E[m, 0], E[m, 1], s=8, c=color, label=label, alpha=0.7)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(f"t-SNE of {record['method']} features ({record['dataset']} {record['split']}, "
+                 f"seed {record['seed']}, refitted)", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- main
+def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | None = None, tsne: bool = False,
+                 device: str = "cpu", command: str | None = None, verbose: bool = True) -> ReportResult:
+    """Write paper-style tables (Markdown + CSV) and figures (PNG) of a result store.
+
+    Parameters
+    ----------
+    store : str or path-like
+        Result store folder (holding ``runs/``).
+    out : str or path-like, optional
+        Output folder (created); default ``STORE/report``.
+    data : str or path-like, optional
+        Folder holding ``cifar10-jpg.zip``, to reload CIFAR-10 images for Figs. 3 and 4.
+    top_k : int, default=16
+        Images in the top-anomalies grid (Fig. 4).
+    run_id : str, optional
+        The run shown in Figs. 3 and 4; default: the first leave-one-out (else one-vs-rest,
+        OE ablation, interventions, shift) run, ADIB first.
+    tsne : bool, default=False
+        Refit that run and draw a t-SNE of its learned features of the test images (Fig. 3).
+    device : str, default="cpu"
+        Device of the t-SNE refit.
+    command : str, optional
+        The command line quoted in the report (default: the Python call).
+    verbose : bool, default=True
+        Print what was written and skipped.
+
+    Returns
+    -------
+    result : ReportResult
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``store`` does not exist.
+    ValueError
+        If it holds no finished runs, or ``run_id`` is not one of them.
+    """
+    store = Path(store)
+    if not store.is_dir():
+        raise FileNotFoundError(f"result store not found: {store}")
+    records = [r for r in load_records(store) if "metrics" in r and "config" in r]
+    if not records:
+        raise ValueError(f"result store {store} holds no finished runs (no {store / 'runs'}/*.json)")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    out = Path(out) if out is not None else store / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or f"build_report({str(store)!r}, {str(out)!r})"
+    rows = summarize(store)
+    result = ReportResult(markdown=out / "report.md")
+    sections = [f"# Benchmark report\n\nStore: `{store}` ({len(records)} runs). Produced by `{command}`.\n"]
+    tables = _build_tables(records, rows)
+    for table, group in tables:
+        md = f"## {table.title}\n\n{_markdown_table(table)}\n\n{table.notes}\n"
+        (out / f"{table.key}.md").write_text(md + f"\nProduced by `{command}`.\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(table.csv_header)
+        writer.writerows(table.csv_body)
+        (out / f"{table.key}.csv").write_text(buffer.getvalue())
+        result.tables[table.key] = out / f"{table.key}.csv"
+        figure = None
+        try:
+            if group.records[0]["protocol"] == "interventions":
+                figure = _fig_interventions(group, out / f"{table.key}.png")
+            elif group.records[0]["protocol"] == "non-semantic-shift":
+                figure = _fig_shift(group, out / f"{table.key}.png")
+        except Exception as error:  # noqa: BLE001 - a figure must not sink the report
+            result.skipped.append(f"{table.key}.png: {type(error).__name__}: {error}")
+        if figure is not None:
+            result.figures[table.key] = figure
+            md += f"\n![{table.title}]({figure.name})\n"
+        md += f"\nCSV: [{table.key}.csv]({table.key}.csv)\n"
+        sections.append(md)
+
+    record = _pick_run(records, run_id)
+    for key, title, make in (
+            ("fig4_top_anomalies", f"Figure 4: the {top_k} most anomalous test images",
+             lambda p: _fig_top_anomalies(record, store, data, p, top_k)),
+            ("fig3_tsne", "Figure 3: t-SNE of learned features (refitted)",
+             (lambda p: _fig_tsne(record, store, data, p, device)) if tsne else None)):
+        if make is None:
+            continue
+        try:
+            path = make(out / f"{key}.png")
+        except Exception as error:  # noqa: BLE001
+            result.skipped.append(f"{key}.png: {type(error).__name__}: {error}")
+            sections.append(f"## {title}\n\nSkipped: {error}\n")
+            continue
+        result.figures[key] = path
+        sections.append(f"## {title}\n\nRun `{record['run_id']}`: {record['method']}, {record['dataset']} "
+                        f"{record['protocol']} `{record['split']}`, seed {record['seed']}.\n\n"
+                        f"![{title}]({path.name})\n")
+    result.markdown.write_text("\n".join(sections))
+    if verbose:
+        print(f"report: {result.markdown}")
+        for key, path in {**result.tables, **result.figures}.items():
+            print(f"  {key}: {path}")
+        for message in result.skipped:
+            print(f"  skipped {message}", file=sys.stderr)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``skad-transfer report``."""
+    a = parser.add_argument
+    a("store", help="result store folder written by 'skad-transfer bench'")
+    a("--out", help="output folder (default STORE/report)")
+    a("--data", help="folder holding cifar10-jpg.zip, to reload CIFAR-10 images for Figs. 3 and 4")
+    a("--top-k", dest="top_k", type=int, default=16, help="images in the top-anomalies grid (default 16)")
+    a("--run", dest="run_id", help="run id shown in Figs. 3 and 4 (default: a leave-one-out/one-vs-rest ADIB run)")
+    a("--tsne", action="store_true", help="refit that run and draw a t-SNE of its features (Fig. 3)")
+    a("--device", default="cpu", help="device of the --tsne refit (default cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``skad-transfer report``."""
+    argv = ["skad-transfer", "report", args.store]
+    for flag, value in (("--out", args.out), ("--data", args.data), ("--run", args.run_id)):
+        if value:
+            argv += [flag, str(value)]
+    if args.top_k != 16:
+        argv += ["--top-k", str(args.top_k)]
+    if args.tsne:
+        argv += ["--tsne", "--device", args.device]
+    build_report(args.store, args.out, data=args.data, top_k=args.top_k, run_id=args.run_id, tsne=args.tsne,
+                 device=args.device, command=shlex.join(argv))
+    return 0
