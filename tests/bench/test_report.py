@@ -14,16 +14,6 @@ TINY = dict(weights=None, width=4, epochs=1, batch_size=16, device="cpu")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """One-vs-rest (2 classes), interventions and a 2-step shift, tiny runs, two seeds."""

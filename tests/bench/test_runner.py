@@ -13,17 +13,6 @@ from skad_transfer.cli import main
 TINY = dict(weights=None, width=4, epochs=1, batch_size=16, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run fastest single-threaded (and do not stall on a busy 2-core machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def split():
     return interventions(n_normal=24, n_outlier=24, n_test=16, random_state=0)[0]
