@@ -27,3 +27,14 @@ def easy_problem():
 
 TINY = dict(weights=None, width=4, epochs=1, batch_size=32, device="cpu", random_state=0)
 """Constructor settings for fast detector tests."""
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks run fastest single-threaded (and do not stall on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

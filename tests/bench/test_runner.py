@@ -10,6 +10,8 @@ from skad_transfer.bench import interventions, make_estimator, make_tasks, run_g
 from skad_transfer.bench import runner
 from skad_transfer.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = dict(weights=None, width=4, epochs=1, batch_size=16, device="cpu")
 
 
