@@ -28,6 +28,7 @@ from torch import nn
 
 from .data.augment import normalize, random_crop_flip
 from .data.corpora import OutlierCorpus
+from .data.harmonize import jpeg_roundtrip
 from .data.images import resize_images
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -103,7 +104,8 @@ class Precision:
 class TrainSettings:
     """Knobs of :func:`train`; the detectors fill these from their constructor parameters."""
 
-    epochs: int = 100
+    epochs: int | None = None
+    steps: int = 1500
     batch_size: int = 128
     lr: float = 0.01
     momentum: float = 0.9
@@ -119,20 +121,26 @@ class TrainSettings:
     checkpoint: str | os.PathLike | None = None
     fingerprint: str = ""
     description: str = "fit"
+    progress_delay: float = 5.0
 
-    def milestone_epochs(self) -> list[int]:
-        """The paper's lr drops (60% and 80% of 100 epochs) scaled to ``epochs``."""
-        return sorted({round(f * self.epochs) for f in self.milestones if 0 < round(f * self.epochs) < self.epochs})
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """``epochs`` passes over the normal set when ``epochs`` is set, else ``steps``."""
+        return self.epochs * steps_per_epoch if self.epochs is not None else self.steps
+
+    def milestone_steps(self, total: int) -> list[int]:
+        """The paper's lr drops (epochs 60 and 80 of 100) as fractions of the ``total`` steps."""
+        return sorted({round(f * total) for f in self.milestones if 0 < round(f * total) < total})
 
 
 class TrainingData:
     """The normal set and the OE corpus, placed for fast batch gathering on ``device``."""
 
     def __init__(self, normal: torch.Tensor, corpus: OutlierCorpus | None, device: torch.device, input_size: int,
-                 budget_fraction: float = 0.25):
+                 budget_fraction: float = 0.25, jpeg_quality: int | None = None):
         self.device = device
         self.input_size = input_size
-        normal = resize_images(normal, input_size)
+        self.jpeg_quality = jpeg_quality
+        normal = resize_images(jpeg_roundtrip(normal, jpeg_quality), input_size)
         self.normal = self._place(normal, budget_fraction)
         self.corpus = corpus
         self.outliers = None
@@ -140,7 +148,7 @@ class TrainingData:
             if device.type == "cuda" and corpus.nbytes and self._fits(corpus.nbytes, budget_fraction):
                 self.outliers = self._upload(corpus)
             elif device.type == "cpu" and corpus.is_in_memory:
-                self.outliers = resize_images(corpus.all().data, input_size)
+                self.outliers = resize_images(self._harmonized(corpus.all().data), input_size)
 
     def _fits(self, nbytes: int, fraction: float) -> bool:
         if self.device.type != "cuda":
@@ -156,9 +164,12 @@ class TrainingData:
     def _upload(self, corpus: OutlierCorpus, chunk: int = 8192) -> torch.Tensor:
         parts = []
         for start in range(0, len(corpus), chunk):
-            rows = corpus.take(np.arange(start, min(start + chunk, len(corpus))))
+            rows = self._harmonized(corpus.take(np.arange(start, min(start + chunk, len(corpus)))))
             parts.append(resize_images(rows.to(self.device, non_blocking=True), self.input_size))
         return torch.cat(parts)
+
+    def _harmonized(self, images: torch.Tensor) -> torch.Tensor:
+        return jpeg_roundtrip(images, self.jpeg_quality)
 
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)
@@ -166,7 +177,7 @@ class TrainingData:
     def outlier_batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self.outliers is not None:
             return self.outliers[indices.to(self.outliers.device)].to(self.device, non_blocking=True)
-        rows = self.corpus.take(indices.numpy())
+        rows = self._harmonized(self.corpus.take(indices.numpy()))
         return resize_images(rows.to(self.device, non_blocking=True), self.input_size)
 
 
@@ -206,36 +217,42 @@ def train(
 
     Each step takes ``batch_size // 2`` normal images and as many OE images (none without a corpus),
     augments them with crop + flip, normalises them and minimises ``objective + penalty()`` with SGD
-    (momentum, weight decay) under the paper's step schedule scaled to ``epochs``. One epoch is one
-    pass over the normal set. With ``settings.checkpoint`` the state is saved after every epoch and a
-    matching checkpoint (same fingerprint) is resumed from.
+    (momentum, weight decay). Training lasts ``settings.steps`` steps, or ``settings.epochs`` passes
+    over the normal set when that is set; the learning rate drops by ``gamma`` at the ``milestones``
+    fractions of the steps (the paper's epochs 60 and 80 of 100). An epoch is one pass over the
+    normal set (the last one may stop early). With ``settings.checkpoint`` the state is saved after
+    every epoch and a matching checkpoint (same fingerprint) is resumed from.
     """
     device = settings.device
     precision = Precision.resolve(device, settings.precision)
     network.to(device)
     if precision.channels_last:
         network.to(memory_format=torch.channels_last)
+    half = max(1, settings.batch_size // 2)
+    n_normal = data.normal.shape[0]
+    n_outlier = len(data.corpus) if data.corpus is not None else 0
+    steps_per_epoch = math.ceil(n_normal / half)
+    total_steps = settings.total_steps(steps_per_epoch)
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
                                 weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_epochs(), settings.gamma)
+    # Stepped once per optimizer step, so that the schedule is the same whatever the epoch length.
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_steps(total_steps), settings.gamma)
     history: list[dict] = []
     start_epoch = 0
     checkpoint = Path(settings.checkpoint) if settings.checkpoint else None
     if checkpoint is not None and checkpoint.is_file():
         start_epoch, history = _resume(checkpoint, settings.fingerprint, network, optimizer, scheduler)
-
-    half = max(1, settings.batch_size // 2)
-    n_normal = data.normal.shape[0]
-    n_outlier = len(data.corpus) if data.corpus is not None else 0
-    steps = math.ceil(n_normal / half)
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps * settings.epochs, initial=steps * start_epoch, disable=not settings.verbose,
-               desc=settings.description, unit="step", dynamic_ncols=True)
+    done = min(total_steps, start_epoch * steps_per_epoch)
+    bar = tqdm(total=total_steps, initial=done, disable=not settings.verbose, desc=settings.description,
+               unit="step", dynamic_ncols=True, delay=settings.progress_delay)
     try:
-        for epoch in range(start_epoch, settings.epochs):
+        for epoch in range(start_epoch, n_epochs):
             network.train()
             normal_idx, outlier_idx = _epoch_plan(n_normal, n_outlier, half, settings.seed, epoch)
+            normal_idx = normal_idx[:total_steps - epoch * steps_per_epoch]
             augment_rng = _epoch_generator(settings.seed, -1 - epoch, device)
             started = time.perf_counter()
             total = torch.zeros((), device=device)
@@ -256,6 +273,8 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                step_lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
                 total += loss.detach()
                 seen += x_normal.shape[0] + (0 if x_outlier is None else x_outlier.shape[0])
                 if device.type == "cpu" or step % 25 == 24 or step == len(normal_idx) - 1:
@@ -266,19 +285,19 @@ def train(
                         )
                 bar.update(1)
                 if settings.verbose and step % 10 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", refresh=False)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - started
             history.append({
                 "epoch": epoch + 1,
+                "steps": len(normal_idx),
                 "loss": total.item() / len(normal_idx),
                 "penalty": penalty_total.item() / len(normal_idx),
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": step_lr,  # of the epoch's last step
                 "seconds": seconds,
                 "images_per_second": seen / seconds if seconds > 0 else float("nan"),
             })
-            scheduler.step()
             if checkpoint is not None:
                 _save(checkpoint, settings.fingerprint, epoch + 1, network, optimizer, scheduler, history)
     finally:
@@ -322,19 +341,21 @@ def _resume(path: Path, fingerprint: str, network, optimizer, scheduler) -> tupl
 @torch.no_grad()
 def apply_batched(function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device,
                   mean, std, input_size: int, batch_size: int | None = None,
-                  precision: str = "auto") -> torch.Tensor:
+                  precision: str = "auto", jpeg_quality: int | None = None) -> torch.Tensor:
     """``function`` on normalised, resized batches of ``images`` on ``device``; results on the CPU (float32).
 
     Every batch is padded to the same size, so the kernels (whose blocking depends on the batch
     size) compute each image identically however many images come with it: a sample's output is
-    bitwise the same scored alone, in a subset or in another order.
+    bitwise the same scored alone, in a subset or in another order. With ``jpeg_quality`` every
+    image first makes the JPEG round trip of :func:`~skad_transfer.data.harmonize.jpeg_roundtrip`,
+    as the training images did.
     """
     precision = Precision.resolve(device, precision)
     if batch_size is None:
         batch_size = 256 if device.type == "cuda" else 64
     outputs = []
     for start in range(0, images.shape[0], batch_size):
-        batch = images[start:start + batch_size]
+        batch = jpeg_roundtrip(images[start:start + batch_size], jpeg_quality)
         n = batch.shape[0]
         if n < batch_size:
             batch = torch.cat([batch, batch.new_zeros((batch_size - n, *batch.shape[1:]))])

@@ -76,6 +76,9 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         The resolved theta0 (None for a detector backbone or random init).
     input_size_, mean_, std_ : int, tuple, tuple
         Preprocessing: images are resized to ``input_size_`` and normalised with ``mean_``/``std_``.
+    jpeg_quality_ : int or None
+        A fitted detector backbone's ``jpeg_quality`` (its images' JPEG round trip, repeated here so
+        that the features are those the detector computes); None otherwise.
     n_features_out_ : int
         Length of a feature vector.
     image_shape_, n_features_in_, feature_names_in_, device_
@@ -189,9 +192,12 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         network = copy.deepcopy(backbone.network_).cpu()
         self.input_size_ = int(backbone.input_size_)
         self.mean_, self.std_ = tuple(backbone.mean_), tuple(backbone.std_)
+        # The detector's images made a JPEG round trip before its network saw them; so do these.
+        self.jpeg_quality_ = getattr(backbone, "jpeg_quality", None)
         return network, None
 
     def _set_preprocessing(self, input_size: int, record: WeightsRecord | None) -> None:
+        self.jpeg_quality_ = None
         self.input_size_ = int(input_size)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
@@ -218,7 +224,8 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         check_is_fitted(self)
         images = validate_images(self, X, reset=False)
         features = apply_batched(self._features, images, device=self.device_, mean=self.mean_, std=self.std_,
-                                 input_size=self.input_size_, batch_size=self.batch_size, precision=self.precision)
+                                 input_size=self.input_size_, batch_size=self.batch_size, precision=self.precision,
+                                 jpeg_quality=getattr(self, "jpeg_quality_", None))
         return features.numpy()
 
     @property

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from skad_transfer.data.corpora import OutlierCorpus
+from skad_transfer.data.harmonize import jpeg_roundtrip
 from skad_transfer.engine import (
     Precision, TrainingData, TrainingDivergedError, TrainSettings, _epoch_plan, apply_batched, resolve_device, train,
 )
@@ -31,9 +32,15 @@ def test_precision():
         Precision.resolve(torch.device("cpu"), "fp8")
 
 
-@pytest.mark.parametrize("epochs, expected", [(100, [60, 80]), (10, [6, 8]), (5, [3, 4]), (1, [])])
-def test_paper_milestones_scale_with_epochs(epochs, expected):
-    assert TrainSettings(epochs=epochs).milestone_epochs() == expected
+@pytest.mark.parametrize("total, expected", [(100, [60, 80]), (1500, [900, 1200]), (10, [6, 8]), (1, [])])
+def test_paper_milestones_are_fractions_of_the_steps(total, expected):
+    assert TrainSettings().milestone_steps(total) == expected
+
+
+def test_training_length_is_a_step_budget_unless_epochs_are_given():
+    assert TrainSettings().total_steps(steps_per_epoch=79) == 1500
+    assert TrainSettings(steps=10).total_steps(steps_per_epoch=79) == 10
+    assert TrainSettings(epochs=3, steps=10).total_steps(steps_per_epoch=79) == 3 * 79
 
 
 def test_an_epoch_is_one_pass_over_the_normal_set():
@@ -54,11 +61,11 @@ def problem():
     return normal, corpus
 
 
-def run(epochs=2, checkpoint=None, objective=oe_bce_objective, precision="float32"):
+def run(epochs=2, checkpoint=None, objective=oe_bce_objective, precision="float32", steps=1500):
     torch.manual_seed(0)
     net = resnet26(width=4)
     normal, corpus = problem()
-    settings = TrainSettings(epochs=epochs, batch_size=16, lr=0.05, seed=3, checkpoint=checkpoint,
+    settings = TrainSettings(epochs=epochs, steps=steps, batch_size=16, lr=0.05, seed=3, checkpoint=checkpoint,
                              fingerprint="unit", precision=precision)
     history = train(net, TrainingData(normal, corpus, torch.device("cpu"), 32), objective,
                     list(net.parameters()), settings, mean=MEAN, std=STD)
@@ -72,6 +79,57 @@ def test_history_and_determinism():
     assert {"loss", "penalty", "lr", "seconds", "images_per_second"} <= set(history[0])
     for a, b in zip(net_a.state_dict().values(), net_b.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_a_step_budget_cuts_the_last_epoch_and_drops_the_lr_at_its_fractions():
+    # 48 normal images, 8 per step: 6 steps per epoch; 10 steps = one full epoch and 4 steps.
+    _, history = run(epochs=None, steps=10)
+    assert [h["steps"] for h in history] == [6, 4]
+    assert history[0]["lr"] == pytest.approx(0.05)       # milestones at steps 6 and 8
+    assert history[1]["lr"] == pytest.approx(0.05 * 0.01)
+
+
+def test_steps_resume_from_a_checkpoint_to_the_same_weights(tmp_path):
+    reference, _ = run(epochs=None, steps=10)
+    calls = {"n": 0}
+
+    def interrupted(network, x_normal, x_outlier):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return oe_bce_objective(network, x_normal, x_outlier)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(epochs=None, steps=10, checkpoint=tmp_path / "ckpt.pt", objective=interrupted)
+    resumed, history = run(epochs=None, steps=10, checkpoint=tmp_path / "ckpt.pt")
+    assert [h["steps"] for h in history] == [6, 4]
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_progress_bar_waits_before_it_appears(capsys):
+    # verbose fits show a bar, but only once they have run for progress_delay seconds.
+    torch.manual_seed(0)
+    net = resnet26(width=4)
+    normal, corpus = problem()
+    data = TrainingData(normal, corpus, torch.device("cpu"), 32)
+    quick = TrainSettings(steps=2, batch_size=16, verbose=True, precision="float32", progress_delay=3600)
+    train(net, data, oe_bce_objective, list(net.parameters()), quick, mean=MEAN, std=STD)
+    assert "fit" not in capsys.readouterr().err
+    shown = TrainSettings(steps=2, batch_size=16, verbose=True, precision="float32", progress_delay=0)
+    train(net, data, oe_bce_objective, list(net.parameters()), shown, mean=MEAN, std=STD)
+    assert "2/2" in capsys.readouterr().err
+
+
+def test_jpeg_quality_harmonises_normal_oe_and_scored_images_alike():
+    normal, corpus = problem()
+    data = TrainingData(normal, corpus, torch.device("cpu"), 32, jpeg_quality=75)
+    assert not torch.equal(data.normal, normal)  # re-encoded
+    assert torch.equal(data.outlier_batch(torch.arange(3)),
+                       jpeg_roundtrip(corpus.take(np.arange(3)), 75))
+    net = resnet26(width=4).eval()
+    kwargs = dict(device=torch.device("cpu"), mean=MEAN, std=STD, input_size=32)
+    assert torch.equal(apply_batched(net, normal, jpeg_quality=75, **kwargs), apply_batched(net, data.normal, **kwargs))
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):

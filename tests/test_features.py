@@ -94,11 +94,15 @@ def test_features_of_a_fitted_detector(easy_problem):
     det = ADIBDetector(**TINY).fit(X_normal, X_outlier)
     transformer = LayerFeatures(det, device="cpu", precision="float32").fit(X_test)
     assert transformer.input_size_ == det.input_size_ and transformer.mean_ == det.mean_
+    assert transformer.jpeg_quality_ == det.jpeg_quality == 75
     with torch.no_grad():
         from skad_transfer.data.augment import normalize
 
-        expected = det.network_.features(normalize(torch.from_numpy(X_test[:8]).permute(0, 3, 1, 2), det.mean_,
-                                                   det.std_))["pooled"]
+        from skad_transfer.data.harmonize import jpeg_roundtrip
+
+        # The detector's images make a JPEG round trip (jpeg_quality) before its network: so do these.
+        images = jpeg_roundtrip(torch.from_numpy(X_test[:8]).permute(0, 3, 1, 2).contiguous(), det.jpeg_quality)
+        expected = det.network_.features(normalize(images, det.mean_, det.std_))["pooled"]
     assert np.allclose(transformer.transform(X_test[:8]), expected.numpy(), rtol=1e-5, atol=1e-5)
     # clone() unfits nested estimators; FrozenEstimator keeps the fitted detector through it.
     with pytest.raises(TypeError, match="FrozenEstimator"):

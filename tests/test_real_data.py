@@ -32,3 +32,24 @@ def test_embedded_theta0_beats_random_init_with_knn_on_cifar10():
     assert done.returncode == 0, done.stderr[-2000:]
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith(("theta0 ", "random"))}
     assert float(lines["theta0"][-1]) > float(lines["random"][-1]) + 0.05
+
+
+@pytest.mark.parametrize("normal_class", [0, 3])  # airplane, and cat (the hardest class for both)
+def test_adib_with_defaults_beats_knn_on_the_same_frozen_theta0(normal_class):
+    """Issue 8's claim at small scale: 1,000 normal images, library defaults, all 10,000 test images."""
+    from sklearn.metrics import roc_auc_score
+
+    from skad_transfer import ADIBDetector, KNNDetector, LayerFeatures
+    from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
+
+    X_train, y_train, _ = load_image_folder(DATA / "cifar10-jpg.zip", split="train")
+    X_test, y_test, _ = load_image_folder(DATA / "cifar10-jpg.zip", split="test")
+    oe, _, _ = load_tiny_imagenet(DATA / "tiny-imagenet-32.zip", split="train")
+    normal = np.asarray(X_train[np.flatnonzero(np.asarray(y_train) == normal_class)[:1000]])
+    X_test, anomalous = np.asarray(X_test), np.asarray(y_test) != normal_class
+
+    features = LayerFeatures().fit(normal)
+    knn = roc_auc_score(anomalous, -KNNDetector().fit(features.transform(normal)).score_samples(
+        features.transform(X_test)))
+    adib = roc_auc_score(anomalous, -ADIBDetector(random_state=0, verbose=False).fit(normal, oe).score_samples(X_test))
+    assert adib > knn, (adib, knn)

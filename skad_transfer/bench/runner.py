@@ -64,7 +64,8 @@ __all__ = ["METHODS", "DEFAULT_SETTINGS", "Task", "add_arguments", "format_summa
 
 #: Shared settings every method factory receives (and their defaults).
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "epochs": 3,
+    "epochs": None,  # None: the estimators' own training length (their ``steps``)
+    "steps": None,
     "weights": "default",
     "width": None,
     "lr": 0.01,
@@ -81,7 +82,9 @@ def _deep(cls_name: str, **fixed) -> Callable[..., Any]:
         cls = getattr(detectors, cls_name)
         kwargs = dict(weights=settings["weights"], width=settings["width"], epochs=settings["epochs"],
                       lr=settings["lr"], batch_size=settings["batch_size"], device=settings["device"],
-                      random_state=random_state)
+                      random_state=random_state, verbose=False)
+        if settings.get("steps") is not None:
+            kwargs["steps"] = settings["steps"]
         return cls(**{**fixed, **kwargs, **extra})
 
     factory.__doc__ = f"{cls_name}({', '.join(f'{k}={v!r}' for k, v in fixed.items())}) with the shared settings"
@@ -598,8 +601,8 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 CLI_DEFAULTS: dict[str, Any] = {
     "dataset": "synthetic", "data": os.environ.get("SKAD_SHARED_DATA", "../shared/data"),
     "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
-    "epochs": 3, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128, "device": "auto",
-    "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
+    "epochs": None, "steps": None, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128,
+    "device": "auto", "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
     "oe_corpora": None, "n_normal": None, "n_test": None, "n_outlier": 1000, "data_seed": 0,
     "method_params": None, "errors": "raise", "quiet": False,
 }
@@ -645,7 +648,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                             "classes; default all")
     a("--methods", nargs="+", help=f"methods, from {sorted(METHODS)} (default adib adra)")
     a("--seeds", type=int, nargs="+", help="model seeds (default 0)")
-    a("--epochs", type=int)
+    a("--epochs", type=int, help="passes over the normal set (default: the estimators' step budget, --steps)")
+    a("--steps", type=int, help="SGD steps per deep fit (default: the estimators' default, 1500)")
     a("--weights", help="theta0: a registered name, a checkpoint path, or 'none' (random init)")
     a("--width", type=int, help="ResNet26 width (only with --weights none)")
     a("--lr", type=float)
@@ -739,7 +743,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(devices, str) and devices != "cuda:all":
         devices = [d.strip() for d in devices.split(",") if d.strip()]
     splits = build_splits(options)
-    settings = {"epochs": options["epochs"], "weights": _weights(options["weights"]), "width": options["width"],
+    settings = {"epochs": options["epochs"], "steps": options["steps"], "weights": _weights(options["weights"]), "width": options["width"],
                 "lr": options["lr"], "batch_size": options["batch_size"], "device": options["device"]}
     tasks = make_tasks(options["methods"], splits, options["seeds"], protocol=options["protocol"],
                        dataset=options["dataset"], settings=settings, method_params=options["method_params"])

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
+from ..data.harmonize import check_jpeg_quality
 from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
 from ..engine import PRECISIONS, TrainingData, TrainSettings, apply_batched, resolve_device, train
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
@@ -77,7 +78,9 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         "input_size": [Interval(Integral, 1, None, closed="left"), None],
         "weights": [str, os.PathLike, WeightsRecord, None],
         "outlier_exposure": "no_validation",
-        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "steps": [Interval(Integral, 1, None, closed="left")],
+        "jpeg_quality": [Interval(Integral, 1, 100, closed="both"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -105,7 +108,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         input_size=None,
         weights="default",
         outlier_exposure=None,
-        epochs=100,
+        steps=1500,
+        epochs=None,
         batch_size=128,
         lr=0.01,
         momentum=0.9,
@@ -115,14 +119,16 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         device="auto",
         precision="auto",
         checkpoint=None,
+        jpeg_quality=75,
         random_state=None,
-        verbose=False,
+        verbose=True,
     ):
         self.backbone = backbone
         self.width = width
         self.input_size = input_size
         self.weights = weights
         self.outlier_exposure = outlier_exposure
+        self.steps = steps
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -133,6 +139,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.checkpoint = checkpoint
+        self.jpeg_quality = jpeg_quality
         self.random_state = random_state
         self.verbose = verbose
 
@@ -213,13 +220,13 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.input_size_ = network.input_size if isinstance(network, ResNet26) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
-        data = TrainingData(X, corpus, device, self.input_size_)
+        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=check_jpeg_quality(self.jpeg_quality))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             parameters, penalty = self._adapt(network, data)
 
         settings = TrainSettings(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+            steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
             checkpoint=self.checkpoint, description=type(self).__name__,
         )
@@ -330,7 +337,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
     def _score(self, images: torch.Tensor) -> np.ndarray:
         network = self.network_
         scores = apply_batched(lambda x: self._normality(network, x), images, device=self.device_, mean=self.mean_,
-                               std=self.std_, input_size=self.input_size_, precision=self.precision)
+                               std=self.std_, input_size=self.input_size_, precision=self.precision,
+                               jpeg_quality=self.jpeg_quality)
         return scores.double().numpy()
 
     def score_samples(self, X):

@@ -32,8 +32,8 @@ _SHARED_DOC = """
         Strength of ``"l2sp"`` / ``"l2sp-ref"``.
     ewc_lambda : float, default=400.0
         EWC's Fisher multiplier.
-    backbone, width, input_size, weights, outlier_exposure, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, random_state, verbose
+    backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
+weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init."""
 
 
@@ -54,7 +54,8 @@ class _Baseline(RecipeDetector):
         input_size=None,
         weights="default",
         outlier_exposure=None,
-        epochs=100,
+        steps=1500,
+        epochs=None,
         batch_size=128,
         lr=0.01,
         momentum=0.9,
@@ -64,14 +65,15 @@ class _Baseline(RecipeDetector):
         device="auto",
         precision="auto",
         checkpoint=None,
+        jpeg_quality=75,
         random_state=None,
-        verbose=False,
+        verbose=True,
     ):
         super().__init__(
             backbone=backbone, width=width, input_size=input_size, weights=weights,
-            outlier_exposure=outlier_exposure, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, random_state=random_state, verbose=verbose,
+            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
         self.alpha = alpha
@@ -225,7 +227,8 @@ feature_names_in_, device_, n_iter_
         input_size=None,
         weights="default",
         outlier_exposure=None,
-        epochs=100,
+        steps=1500,
+        epochs=None,
         batch_size=128,
         lr=0.01,
         momentum=0.9,
@@ -235,14 +238,15 @@ feature_names_in_, device_, n_iter_
         device="auto",
         precision="auto",
         checkpoint=None,
+        jpeg_quality=75,
         random_state=None,
-        verbose=False,
+        verbose=True,
     ):
         super().__init__(
             regularizer=regularizer, alpha=alpha, ewc_lambda=ewc_lambda, backbone=backbone, width=width,
-            input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, epochs=epochs,
+            input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, steps=steps, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
-            image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint,
+            image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
             random_state=random_state, verbose=verbose,
         )
         self.compactness_weight = compactness_weight

@@ -395,8 +395,8 @@ class DeepADDetector(RecipeDetector):
         parallel 1x1 adapters beside them, with the BatchNorm layers and the head.
     compactness_weight : float, default=0.1
         DOC's lambda, the weight of the compactness loss (Perera & Patel's 0.1); used by ``"doc"`` only.
-    backbone, width, input_size, weights, outlier_exposure, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, random_state, verbose
+    backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
+weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one (``"bce"``: logit 0,
@@ -473,7 +473,8 @@ feature_names_in_, device_, n_iter_
         input_size=None,
         weights="default",
         outlier_exposure=None,
-        epochs=100,
+        steps=1500,
+        epochs=None,
         batch_size=128,
         lr=0.01,
         momentum=0.9,
@@ -483,14 +484,15 @@ feature_names_in_, device_, n_iter_
         device="auto",
         precision="auto",
         checkpoint=None,
+        jpeg_quality=75,
         random_state=None,
-        verbose=False,
+        verbose=True,
     ):
         super().__init__(
             backbone=backbone, width=width, input_size=input_size, weights=weights,
-            outlier_exposure=outlier_exposure, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+            outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, random_state=random_state, verbose=verbose,
+            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality, random_state=random_state, verbose=verbose,
         )
         self.loss = loss
         self.regularizer = regularizer

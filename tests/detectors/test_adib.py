@@ -34,3 +34,40 @@ def test_penalty_is_reported_and_pulls_toward_theta0(regularizer, easy_problem, 
                    for a, b in zip(det.network_.conv3x3_parameters(), theta0.conv3x3_parameters()))
 
     assert 0 < drift(pulled) < drift(free)
+
+
+def test_defaults_are_a_step_budget_with_jpeg_harmonisation_and_progress():
+    params = ADIBDetector().get_params()
+    assert (params["steps"], params["epochs"], params["jpeg_quality"], params["verbose"]) == (1500, None, 75, True)
+
+
+def test_steps_set_the_training_length_whatever_the_normal_set_size(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    settings = {**TINY, "epochs": None, "steps": 7}  # 128 normal images, 16 per step: 8 steps per epoch
+    small = ADIBDetector(**settings).fit(X_normal[:32], X_outlier)
+    large = ADIBDetector(**settings).fit(X_normal, X_outlier)
+    assert sum(h["steps"] for h in small.history_) == sum(h["steps"] for h in large.history_) == 7
+    assert small.n_iter_ == 4 and large.n_iter_ == 1  # epochs begun: 2 steps per epoch, then 8
+    epochs = ADIBDetector(**{**settings, "epochs": 2}).fit(X_normal, X_outlier)  # epochs win over steps
+    assert sum(h["steps"] for h in epochs.history_) == 16
+
+
+def test_scored_images_make_the_same_jpeg_round_trip_as_the_training_images(easy_problem):
+    from skad_transfer.data.harmonize import jpeg_roundtrip
+
+    X_normal, X_outlier, X_test, _ = easy_problem
+    det = ADIBDetector(**{**TINY, "jpeg_quality": 50, "precision": "float32"}).fit(X_normal, X_outlier)
+    scores = det.score_samples(X_test)
+    encoded = jpeg_roundtrip(torch.from_numpy(X_test).permute(0, 3, 1, 2).contiguous(), 50)
+    det.jpeg_quality = None  # score pre-encoded images without a second round trip
+    assert (det.score_samples(encoded) == scores).all()
+    off = ADIBDetector(**{**TINY, "jpeg_quality": None, "precision": "float32"}).fit(X_normal, X_outlier)
+    assert not (off.score_samples(X_test) == scores).all()
+
+
+def test_out_of_range_float_images_are_refused_by_the_jpeg_round_trip(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        ADIBDetector(**TINY).fit(X_normal.astype("float32"), X_outlier)  # 0..255 floats
+    det = ADIBDetector(**{**TINY, "jpeg_quality": None}).fit(X_normal.astype("float32") / 255, X_outlier)
+    assert det.history_
