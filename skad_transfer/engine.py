@@ -35,6 +35,10 @@ Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tenso
 """``objective(network, normal_batch, outlier_batch_or_None) -> scalar loss`` on normalised batches."""
 
 
+CHECKPOINT_EVERY = 50
+"""Fewest optimizer steps between two checkpoint saves (epochs shorter than this are grouped)."""
+
+
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or infinite; training stopped instead of producing a broken model."""
 
@@ -245,7 +249,7 @@ def train(
         start_epoch, history = _resume(checkpoint, settings.fingerprint, network, optimizer, scheduler)
     from tqdm.auto import tqdm
 
-    done = min(total_steps, start_epoch * steps_per_epoch)
+    done = saved = min(total_steps, start_epoch * steps_per_epoch)
     bar = tqdm(total=total_steps, initial=done, disable=not settings.verbose, desc=settings.description,
                unit="step", dynamic_ncols=True, delay=settings.progress_delay)
     try:
@@ -298,8 +302,12 @@ def train(
                 "seconds": seconds,
                 "images_per_second": seen / seconds if seconds > 0 else float("nan"),
             })
-            if checkpoint is not None:
+            # A small normal set makes many short epochs under a step budget: save at most every
+            # CHECKPOINT_EVERY steps (and at the end); a resumed run replays from the last save.
+            trained = epoch * steps_per_epoch + len(normal_idx)
+            if checkpoint is not None and (trained - saved >= CHECKPOINT_EVERY or epoch + 1 == n_epochs):
                 _save(checkpoint, settings.fingerprint, epoch + 1, network, optimizer, scheduler, history)
+                saved = trained
     finally:
         bar.close()
     if precision.channels_last:

@@ -89,7 +89,10 @@ def test_a_step_budget_cuts_the_last_epoch_and_drops_the_lr_at_its_fractions():
     assert history[1]["lr"] == pytest.approx(0.05 * 0.01)
 
 
-def test_steps_resume_from_a_checkpoint_to_the_same_weights(tmp_path):
+def test_steps_resume_from_a_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
+    import skad_transfer.engine as engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 1)
     reference, _ = run(epochs=None, steps=10)
     calls = {"n": 0}
 
@@ -132,7 +135,10 @@ def test_jpeg_quality_harmonises_normal_oe_and_scored_images_alike():
     assert torch.equal(apply_batched(net, normal, jpeg_quality=75, **kwargs), apply_batched(net, data.normal, **kwargs))
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import skad_transfer.engine as engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 1)  # a checkpoint after every epoch
     reference, _ = run(epochs=3)
     calls = {"n": 0}
 
@@ -182,3 +188,28 @@ def test_apply_batched_is_invariant_to_batch_composition():
     full = apply_batched(net, images, **kwargs)
     parts = torch.cat([apply_batched(net, images[i:i + 9], **kwargs) for i in range(0, 70, 9)])
     assert torch.equal(full, parts)
+
+
+def test_short_epochs_are_checkpointed_in_groups_and_still_resume_exactly(tmp_path, monkeypatch):
+    import skad_transfer.engine as engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 12)  # 6 steps per epoch: save after epochs 2, 4, 5
+    saves = []
+    real_save = engine._save
+    monkeypatch.setattr(engine, "_save", lambda path, fp, epoch, *a: (saves.append(epoch), real_save(path, fp, epoch, *a)))
+    reference, _ = run(epochs=None, steps=28)
+    calls = {"n": 0}
+
+    def interrupted(network, x_normal, x_outlier):
+        calls["n"] += 1
+        if calls["n"] == 20:  # in the fourth epoch: the last save was after the second
+            raise KeyboardInterrupt
+        return oe_bce_objective(network, x_normal, x_outlier)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(epochs=None, steps=28, checkpoint=tmp_path / "ckpt.pt", objective=interrupted)
+    assert saves == [2]
+    resumed, history = run(epochs=None, steps=28, checkpoint=tmp_path / "ckpt.pt")
+    assert saves == [2, 4, 5] and [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
