@@ -77,7 +77,7 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     input_size_, mean_, std_ : int, tuple, tuple
         Preprocessing: images are resized to ``input_size_`` and normalised with ``mean_``/``std_``.
     jpeg_quality_ : int or None
-        A fitted detector backbone's ``jpeg_quality`` (its images' JPEG round trip, repeated here so
+        A fitted detector backbone's ``jpeg_quality_`` (its images' JPEG round trip, repeated here so
         that the features are those the detector computes); None otherwise.
     n_features_out_ : int
         Length of a feature vector.
@@ -193,7 +193,7 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         self.input_size_ = int(backbone.input_size_)
         self.mean_, self.std_ = tuple(backbone.mean_), tuple(backbone.std_)
         # The detector's images made a JPEG round trip before its network saw them; so do these.
-        self.jpeg_quality_ = getattr(backbone, "jpeg_quality", None)
+        self.jpeg_quality_ = getattr(backbone, "jpeg_quality_", None)
         return network, None
 
     def _set_preprocessing(self, input_size: int, record: WeightsRecord | None) -> None:

@@ -105,6 +105,9 @@ class ADIBDetector(RecipeDetector):
         The resolved theta0.
     input_size_, mean_, std_ : int, tuple, tuple
         The preprocessing used in ``fit`` and at scoring time (kept with the model).
+    jpeg_quality_ : int or None
+        The JPEG round trip of ``fit``, repeated at scoring time (kept with the model, so that
+        changing the ``jpeg_quality`` parameter afterwards cannot desynchronise scoring from training).
     image_shape_ : tuple
         (C, H, W) of one training image as given.
     n_features_in_ : int

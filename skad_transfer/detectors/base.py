@@ -220,7 +220,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.input_size_ = network.input_size if isinstance(network, ResNet26) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
-        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=check_jpeg_quality(self.jpeg_quality))
+        self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
+        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
             parameters, penalty = self._adapt(network, data)
@@ -338,7 +339,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         network = self.network_
         scores = apply_batched(lambda x: self._normality(network, x), images, device=self.device_, mean=self.mean_,
                                std=self.std_, input_size=self.input_size_, precision=self.precision,
-                               jpeg_quality=self.jpeg_quality)
+                               # A model pickled before jpeg_quality existed was trained without it.
+                               jpeg_quality=getattr(self, "jpeg_quality_", None))
         return scores.double().numpy()
 
     def score_samples(self, X):

@@ -110,7 +110,7 @@ class DSVDDDetector(_Baseline):
         The centre ``c``.
     n_trainable_parameters_ : int
         Parameters trained (the convolutions).
-    network_, offset_, history_, weights_, input_size_, mean_, std_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -145,7 +145,7 @@ class HSCDetector(_Baseline):
     Attributes
     ----------
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -191,7 +191,7 @@ class DOCDetector(_Baseline):
     center_ : ndarray of shape (n_features,)
         Mean pooled feature of the normal training images, after training.
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`; ``network_``'s head is the trained reference
         classifier.

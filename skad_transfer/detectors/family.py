@@ -412,7 +412,7 @@ weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, random_s
         ``"dsvdd"`` and ``"doc"`` only: the centre ``c`` of the pooled features.
     n_trainable_parameters_ : int
         Parameters that were trained.
-    offset_, history_, weights_, input_size_, mean_, std_, image_shape_, n_features_in_, \
+    offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
