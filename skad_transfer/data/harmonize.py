@@ -55,7 +55,7 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | None, *, name: str = "jp
     quality = check_jpeg_quality(quality, name)
     if quality is None or images.shape[0] == 0:
         return images
-    from torchvision.io import decode_jpeg, encode_jpeg
+    from torchvision.io import decode_jpeg, encode_jpeg  # batched (list) calls: torchvision >= 0.19
 
     device = images.device
     batch = images.detach().cpu()
