@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     done = set()
     if args.out.exists():
         done = {(r["variant"], r["class"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}
-    X_eval, anomalous = X[evaluate], None
+    X_eval = X[evaluate]
     for c in args.classes:
         normal = X[train & (y == c)]
         anomalous = y[evaluate] != c

@@ -599,7 +599,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- CLI
 #: Defaults of the ``bench`` options (flags override a config file, which overrides these).
 CLI_DEFAULTS: dict[str, Any] = {
-    "dataset": "synthetic", "data": os.environ.get("SKAD_SHARED_DATA", "../shared/data"),
+    "dataset": "synthetic", "data": None,
     "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
     "epochs": None, "steps": None, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128,
     "device": "auto", "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
@@ -642,7 +642,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", help="JSON or TOML file with any of the options below (underscored keys); flags override it")
     a("--dataset", choices=["cifar10", "synthetic"], help="dataset (default synthetic)")
-    a("--data", help="folder holding cifar10-jpg.zip and OE corpora (also sets $SKAD_TRANSFER_DATA)")
+    a("--data", help="folder holding cifar10-jpg.zip and OE corpora (also sets $SKAD_TRANSFER_DATA; default "
+                    "$SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets)")
     a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
     a("--classes", type=int, nargs="+", help="class protocols: normal (one-vs-rest) or anomalous (leave-one-out) "
                                             "classes; default all")
@@ -734,11 +735,13 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``skad-transfer bench``: build splits, run the grid, print the summary."""
     options = _options(args)
-    if options["data"]:
+    if options["data"] is None:
+        from .._paths import data_root
+
+        options["data"] = str(data_root())  # $SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets
+    else:
         # An explicit --data (flag or config) points the registered OE corpora at that folder too.
-        explicit = options["data"] != CLI_DEFAULTS["data"]
-        if explicit or "SKAD_TRANSFER_DATA" not in os.environ:
-            os.environ["SKAD_TRANSFER_DATA"] = str(Path(options["data"]).resolve())
+        os.environ["SKAD_TRANSFER_DATA"] = str(Path(options["data"]).resolve())
     devices = options["devices"]
     if isinstance(devices, str) and devices != "cuda:all":
         devices = [d.strip() for d in devices.split(",") if d.strip()]
