@@ -574,10 +574,13 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
 
     Parameters
     ----------
-    dataset : {"cifar10", "synthetic"}
+    dataset : {"cifar10", "digits", "synthetic"}
         ``"cifar10"`` reads ``cifar10-jpg.zip`` (an ImageFolder zip with ``train/`` and ``test/``)
         from ``data_dir`` through :func:`~skad_transfer.data.datasets.load_image_folder` (with its
-        decode cache). ``"synthetic"`` draws images with
+        decode cache). ``"digits"`` is scikit-learn's handwritten digits
+        (:func:`sklearn.datasets.load_digits`, shipped inside scikit-learn: 1,797 grayscale 8x8
+        images, 10 classes, 0..16 scaled to uint8 0..255 as ``(N, 8, 8, 1)``), split in halves
+        stratified by class with ``random_state``. ``"synthetic"`` draws images with
         :func:`~skad_transfer.data.synthetic.make_interventions`, labelled by shape (5 classes).
     data_dir : str or path-like, optional
         Folder holding ``cifar10-jpg.zip`` (required for ``"cifar10"``).
@@ -586,7 +589,8 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
     image_size : int, default=32
         Synthetic only: image side.
     random_state : int, default=0
-        Synthetic only: generator seed (the test set uses ``random_state + 1``).
+        Synthetic: generator seed (the test set uses ``random_state + 1``). Digits: seed of the
+        train/test split.
 
     Returns
     -------
@@ -603,12 +607,21 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
         X_train, y_train, names = load_image_folder(path, split="train")
         X_test, y_test, _ = load_image_folder(path, split="test")
         return BenchmarkData(X_train, np.asarray(y_train), X_test, np.asarray(y_test), list(names), "cifar10")
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+        X_train, X_test, y_train, y_test = train_test_split(images, digits.target.astype(np.int64), test_size=0.5,
+                                                            stratify=digits.target, random_state=random_state)
+        return BenchmarkData(X_train, y_train, X_test, y_test, [str(k) for k in range(10)], "digits")
     if dataset == "synthetic":
         X_train, f_train = make_interventions(n_train, image_size=image_size, random_state=random_state)
         X_test, f_test = make_interventions(n_test, image_size=image_size, random_state=random_state + 1)
         return BenchmarkData(X_train, f_train["shape"].astype(np.int64), X_test, f_test["shape"].astype(np.int64),
                              list(SHAPE_NAMES), "synthetic")
-    raise ValueError(f"dataset: unknown dataset {dataset!r}; valid names are ['cifar10', 'synthetic']")
+    raise ValueError(f"dataset: unknown dataset {dataset!r}; valid names are ['cifar10', 'digits', 'synthetic']")
 
 
 #: Protocols by name (as used by ``skad-transfer bench --protocol``).

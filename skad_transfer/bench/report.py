@@ -458,8 +458,8 @@ def _benchmark_data(dataset: str, data, random_state: int):
 
     key = (dataset, str(data), random_state)
     if key not in _DATA_CACHE:
-        if dataset == "synthetic":
-            _DATA_CACHE[key] = load_benchmark_data("synthetic", random_state=random_state)
+        if dataset in ("synthetic", "digits"):
+            _DATA_CACHE[key] = load_benchmark_data(dataset, random_state=random_state)
         elif dataset == "cifar10":
             if data is None:
                 raise LookupError("dataset 'cifar10': pass --data (the folder holding cifar10-jpg.zip) to reload "

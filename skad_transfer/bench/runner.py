@@ -641,7 +641,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     a = parser.add_argument
     a("--config", help="JSON or TOML file with any of the options below (underscored keys); flags override it")
-    a("--dataset", choices=["cifar10", "synthetic"], help="dataset (default synthetic)")
+    a("--dataset", choices=["cifar10", "digits", "synthetic"],
+      help="dataset (default synthetic; digits is scikit-learn's 8x8 grayscale digits, no download)")
     a("--data", help="folder holding cifar10-jpg.zip and OE corpora (also sets $SKAD_TRANSFER_DATA; default "
                     "$SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets)")
     a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
@@ -661,7 +662,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backend", help="joblib backend (loky, threading, dask, ray)")
     a("--store", help="result store folder (default runs)")
     a("--outlier-exposure", dest="outlier_exposure",
-      help="OE corpus for class protocols (a registered name or path; default tinyimagenet for cifar10, "
+      help="OE corpus for class protocols (a registered name or path; default tinyimagenet for cifar10 and digits, "
            "synthetic shapes for synthetic)")
     a("--oe-corpora", dest="oe_corpora", nargs="+", help="oe-ablation: corpora to compare ('none' for no OE)")
     a("--n-normal", dest="n_normal", type=int, help="normal training images per split (default all / 1000)")
@@ -707,7 +708,7 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
     data = P.load_benchmark_data(dataset, options["data"], random_state=seed)
     oe = options["outlier_exposure"]
     if oe is None:
-        if dataset == "cifar10":
+        if dataset in ("cifar10", "digits"):
             oe = "tinyimagenet"
         else:  # synthetic shapes: OE = other images of the generator (all shapes); arrays are hashed in run ids
             from ..data.synthetic import make_interventions

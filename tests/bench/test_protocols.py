@@ -158,3 +158,24 @@ def test_registry_and_synthetic_data():
         load_benchmark_data("imagenet")
     with pytest.raises(ValueError, match="data_dir"):
         load_benchmark_data("cifar10")
+
+
+def test_digits_data_is_scikit_learns_digits_split_in_stratified_halves():
+    from sklearn.datasets import load_digits
+
+    data = load_benchmark_data("digits")
+    assert data.name == "digits" and data.class_names == [str(k) for k in range(10)]
+    assert data.X_train.shape == (898, 8, 8, 1) and data.X_test.shape == (899, 8, 8, 1)
+    assert data.X_train.dtype == np.uint8 and data.X_train.max() == 255
+    # Every class is in both halves in proportion, and the halves are the whole dataset, once.
+    counts = np.bincount(data.y_train, minlength=10)
+    assert counts.min() >= 87 and counts.max() <= 92
+    digits = load_digits()
+    expected = np.sort(np.rint(digits.images.reshape(len(digits.images), -1) * (255 / 16)).sum(1))
+    got = np.sort(np.concatenate([data.X_train, data.X_test]).reshape(1797, -1).astype(np.int64).sum(1))
+    np.testing.assert_array_equal(got, expected)
+    again = load_benchmark_data("digits")
+    np.testing.assert_array_equal(again.X_test, data.X_test)
+    assert not np.array_equal(load_benchmark_data("digits", random_state=1).y_test, data.y_test)
+    split = one_vs_rest(data.X_train, data.y_train, data.X_test, data.y_test, 3, class_names=data.class_names)
+    assert split.name == "3:3" and (split.y_test == 1).sum() == (data.y_test == 3).sum()
