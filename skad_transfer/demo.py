@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from ._io import save_figure
+from .cli import float_in, int_at_least
 from .data.synthetic import make_intervention_task
 from .detectors import ADIBDetector, ADRADetector
 from .weights import list_weights, resolve_weights
@@ -37,6 +39,7 @@ def run_demo(*, weights="default", n_normal=1000, n_outlier=2000, n_test=400, ep
     if weights == "default" and "default" not in list_weights():
         raise FileNotFoundError("the embedded theta0 ('default') is missing from this installation")
     record = resolve_weights(weights)
+    output = _check_output(output)   # before the fits, not after them
     width = record.width if record is not None else 16
     task = make_intervention_task(n_normal, n_outlier, n_test, random_state=seed)
     table: dict[str, dict[str, float]] = {}
@@ -49,8 +52,24 @@ def run_demo(*, weights="default", n_normal=1000, n_outlier=2000, n_test=400, ep
                         for factor, test in task.tests.items()}
         table[label]["seconds"] = time.perf_counter() - started
     if output is not None:
-        plot_interventions(table, task.interventions, Path(output))
+        plot_interventions(table, task.interventions, output)
     return table, task
+
+
+def _check_output(output) -> Path | None:
+    """The chart path, refused now if it is a folder or a format matplotlib cannot write."""
+    if output is None:
+        return None
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(output)
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path}: is a directory; name the chart file (e.g. {path / 'demo.png'})")
+    fmt = path.suffix[1:].lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise ValueError(f"output {path}: matplotlib cannot write {fmt!r} files; use one of {sorted(formats)}")
+    return path
 
 
 def format_table(table, interventions) -> str:
@@ -85,7 +104,7 @@ def plot_interventions(table, interventions, path: Path) -> Path:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(table), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)   # atomic: an interrupted run never leaves half a PNG
     plt.close(fig)
     return path
 
@@ -93,12 +112,14 @@ def plot_interventions(table, interventions, path: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="default",
                         help="theta0: a registered name, a checkpoint path or 'none' (default: the embedded theta0)")
-    parser.add_argument("--n-normal", type=int, default=1000)
-    parser.add_argument("--n-outlier", type=int, default=2000)
-    parser.add_argument("--n-test", type=int, default=400, help="test images per intervention (half anomalous)")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
+    # Numbers are checked while parsing: a bad value must not cost four fits first.
+    parser.add_argument("--n-normal", type=int_at_least(2), default=1000)
+    parser.add_argument("--n-outlier", type=int_at_least(2), default=2000)
+    parser.add_argument("--n-test", type=int_at_least(2), default=400,
+                        help="test images per intervention (half anomalous)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=6)
+    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.01)
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default="skad_transfer_demo.png", help="bar chart path ('' for none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -40,11 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._io import atomic_write
 from .data.augment import normalize, random_crop_flip
 from .data.images import as_image_batch, resize_images
 from .engine import Precision, TrainingDivergedError, resolve_device
 from .nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
-from .weights import WeightsRecord, _atomic_write, save_weights
+from .weights import WeightsRecord, save_weights
 
 __all__ = ["pretrain", "load_labelled_data", "add_arguments", "run", "main", "SCHEDULES", "IN_MEMORY_BYTES"]
 
@@ -362,7 +363,7 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda handle: torch.save(state, handle))
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def _load_checkpoint(path: Path, fingerprint: str) -> dict:
@@ -874,7 +875,11 @@ def _tree_entries(path: Path) -> list[tuple[str, ...]]:
 
         walk(path, ())
         return found
-    with zipfile.ZipFile(path) as archive:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:  # zipfile's message names no file
+        raise ValueError(f"DATA: {path} is neither a directory nor a readable .zip file: {error}") from error
+    with archive:
         return [tuple(p for p in name.split("/") if p)[:3] for name in archive.namelist()]
 
 
@@ -1010,7 +1015,9 @@ def load_labelled_data(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``skad-transfer pretrain``."""
+    """Options of ``skad-transfer pretrain`` (numbers are range-checked while parsing, before DATA is read)."""
+    from .cli import float_in, int_at_least
+
     parser.description = (
         "Pretrain a ResNet26 theta0 by classification on a labelled image dataset and write it as a "
         "weights file (usable as weights=PATH everywhere). Resumable: a checkpoint is written after "
@@ -1024,23 +1031,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="training split (default: train where DATA has splits)")
     parser.add_argument("--val-split", default=None,
                         help="validation split (e.g. val); default: hold out --val-fraction of the training split")
-    parser.add_argument("--val-fraction", type=float, default=0.02, help="stratified hold-out fraction (default 0.02)")
+    parser.add_argument("--val-fraction", type=float_in(0, 1), default=0.02,
+                        help="stratified hold-out fraction (default 0.02)")
     parser.add_argument("--root", default=None, help="directory of the torchvision dataset files")
     parser.add_argument("--download", action="store_true", help="let torchvision download missing files")
     parser.add_argument("--cache-dir", default=None, help="decode cache directory (default: $SKAD_TRANSFER_HOME/data)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
+    parser.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
                         help="use only the first N training images per class (quick runs)")
-    parser.add_argument("--width", type=int, default=16, help="ResNet26 width (default 16; the paper's is 64)")
+    parser.add_argument("--width", type=int_at_least(1), default=16,
+                        help="ResNet26 width (default 16; the paper's is 64)")
     parser.add_argument("--input-size", type=int, default=32, choices=SUPPORTED_INPUT_SIZES)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128, help="global batch size (default 128)")
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--epochs", type=int_at_least(1), default=30)
+    parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="global batch size (default 128)")
+    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.1)
+    parser.add_argument("--momentum", type=float_in(0, 1), default=0.9)
     parser.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum")
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=float_in(0), default=5e-4)
     parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    parser.add_argument("--warmup-epochs", type=float, default=0.0)
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--warmup-epochs", type=float_in(0), default=0.0)
+    parser.add_argument("--label-smoothing", type=float_in(0, 1), default=0.0)
     parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint", default=None,
@@ -1048,39 +1057,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-checkpoint", action="store_true", help="write no checkpoint")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="start afresh even if the checkpoint exists (it is overwritten)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``skad-transfer pretrain``; prints the val top-1, wall time, output path and sha256 (rank 0)."""
+    """Run ``skad-transfer pretrain``; prints the val top-1, wall time, output path and sha256 (rank 0).
+
+    Errors in the input propagate: the ``skad-transfer`` router (:func:`skad_transfer.cli.main`,
+    which :func:`main` also goes through) prints them as one line and returns 2.
+    """
     started = time.perf_counter()
     rank = int(os.environ.get("RANK", "0"))
     progress = not args.quiet and rank == 0
-    try:
-        X, y, classes, name = load_labelled_data(
-            args.data, format=args.format, split=args.split, root=args.root, download=args.download,
-            cache_dir=args.cache_dir, limit=args.limit, progress=progress,
+    # What parsing cannot check, checked before DATA is read (pretrain() checks it again, after).
+    if args.warmup_epochs > args.epochs:
+        raise ValueError(f"--warmup-epochs {args.warmup_epochs} exceeds --epochs {args.epochs}")
+    if Path(args.output).is_dir():
+        raise IsADirectoryError(f"--output {args.output}: is a directory; name the theta0 file (e.g. "
+                                f"{Path(args.output) / 'theta0.pth'})")
+    X, y, classes, name = load_labelled_data(
+        args.data, format=args.format, split=args.split, root=args.root, download=args.download,
+        cache_dir=args.cache_dir, limit=args.limit, progress=progress,
+    )
+    X_val = y_val = None
+    if args.val_split is not None:
+        X_val, y_val, _, _ = load_labelled_data(
+            args.data, format=args.format, split=args.val_split, root=args.root, download=args.download,
+            cache_dir=args.cache_dir, progress=progress,
         )
-        X_val = y_val = None
-        if args.val_split is not None:
-            X_val, y_val, _, _ = load_labelled_data(
-                args.data, format=args.format, split=args.val_split, root=args.root, download=args.download,
-                cache_dir=args.cache_dir, progress=progress,
-            )
-        checkpoint = None if args.no_checkpoint else (args.checkpoint or f"{args.output}.ckpt")
-        network, record = pretrain(
-            X, y, X_val=X_val, y_val=y_val, val_fraction=args.val_fraction, classes=classes,
-            output=args.output, width=args.width, input_size=args.input_size, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-            weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-            label_smoothing=args.label_smoothing, precision=args.precision, device=args.device,
-            checkpoint=checkpoint, resume=args.resume, random_state=args.seed, verbose=not args.quiet,
-            dataset_name=name,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        print(f"skad-transfer pretrain: error: {error}", file=sys.stderr)
-        return 2
+    checkpoint = None if args.no_checkpoint else (args.checkpoint or f"{args.output}.ckpt")
+    network, record = pretrain(
+        X, y, X_val=X_val, y_val=y_val, val_fraction=args.val_fraction, classes=classes,
+        output=args.output, width=args.width, input_size=args.input_size, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, precision=args.precision, device=args.device,
+        checkpoint=checkpoint, resume=args.resume, random_state=args.seed, verbose=not args.quiet,
+        dataset_name=name,
+    )
     if rank == 0:
         meta = record.meta
         val = "n/a" if meta["val_top1"] is None else f"{100 * meta['val_top1']:.2f}%"
@@ -1095,10 +1110,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m skad_transfer.pretrain ...``: the subcommand without the router (handy under torchrun)."""
-    parser = argparse.ArgumentParser(prog="skad-transfer pretrain")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    """``python -m skad_transfer.pretrain ...``: the subcommand alone (handy under torchrun).
+
+    It goes through the ``skad-transfer`` router with only this subcommand built, so that errors
+    are reported exactly as by ``skad-transfer pretrain``.
+    """
+    from .cli import main as cli_main
+
+    return cli_main(["pretrain", *(sys.argv[1:] if argv is None else argv)], commands=("pretrain",))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ or a record. A registered name resolves to, in order: its packaged file, the fil
 in the cache directory (``$SKAD_TRANSFER_HOME/weights``, default ``~/.cache/skad_transfer/weights``),
 a download from its URL (checked against its sha256); failing all of these the error says which file
 to put where. Checkpoints are read with ``torch.load(..., weights_only=True)``: a checkpoint file
-cannot run code.
+cannot run code. A record's fields are checked when it is made (also the record stored in a
+checkpoint), so a wrong ``arch``, ``mean`` or ``std`` is an error naming the field, never weights
+silently not used or a NaN loss later.
 
 Checkpoint files are either a flat state dict (the authors' ``resnet26.pth``) or
 ``{"state_dict": ..., "skad_transfer_weights": {...record fields...}}`` as written by
@@ -19,8 +21,10 @@ Checkpoint files are either a flat state dict (the authors' ``resnet26.pth``) or
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
-import tempfile
+import re
 import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,12 +33,36 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from ._io import atomic_write
 from ._paths import HOME_ENV, weights_dir
 
 CIFAR_MEAN = (0.4914, 0.4824, 0.4467)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
 _RECORD_KEY = "skad_transfer_weights"
 _HEAD_PREFIX = "linears."
+#: Values of ``WeightsRecord.arch``: the networks :func:`skad_transfer.nn.resnet26` builds.
+SUPPORTED_ARCHS = ("resnet26",)
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _channel_values(values, name: str, *, positive: bool) -> tuple[float, float, float]:
+    """Three finite floats (one per RGB channel), as a tuple so that records stay hashable."""
+    floats = None
+    if not isinstance(values, (str, bytes)):  # a str of length 3 would otherwise pass as 3 characters
+        try:
+            floats = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            floats = None
+    if floats is None or len(floats) != 3 or not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"{name} must be 3 finite numbers (one per RGB channel), got {values!r}")
+    if positive and min(floats) <= 0:
+        raise ValueError(f"{name} must be > 0 for every channel (the images are divided by it), got {values!r}")
+    return floats
 
 
 @dataclass(frozen=True)
@@ -60,6 +88,14 @@ class WeightsRecord:
         Hex digest the file must have; checked after every download and on every load.
     meta : dict
         Anything else: dataset, epochs, val_top1, the command that made it, ...
+
+    Raises
+    ------
+    ValueError or TypeError
+        When a field is invalid, naming the field: an ``arch`` other than those in
+        :data:`SUPPORTED_ARCHS`, a non-positive ``width``, an unsupported ``input_size``, ``mean``
+        or ``std`` that are not 3 finite numbers (``std`` > 0), a ``filename`` with folders, a
+        ``sha256`` that is not 64 hex digits. ``mean`` and ``std`` are stored as tuples of floats.
     """
 
     name: str
@@ -74,10 +110,49 @@ class WeightsRecord:
     sha256: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    def __post_init__(self):
+        # Checked here, where the record is made, because a bad field otherwise surfaces far away:
+        # a zero std as a NaN loss blamed on the lr, a wrong arch as weights silently not used.
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"WeightsRecord: name must be a non-empty str, got {self.name!r}")
+        where = f"WeightsRecord {self.name!r}"
+        if self.arch not in SUPPORTED_ARCHS:
+            raise ValueError(f"{where}: arch={self.arch!r} is not a network this package builds; "
+                             f"supported archs are {list(SUPPORTED_ARCHS)}")
+        from .nn.resnet import SUPPORTED_INPUT_SIZES
+
+        object.__setattr__(self, "width", _check_positive_int(self.width, f"{where}: width"))
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, numbers.Integral) \
+                or self.input_size not in SUPPORTED_INPUT_SIZES:
+            raise ValueError(f"{where}: input_size must be one of {list(SUPPORTED_INPUT_SIZES)}, "
+                             f"got {self.input_size!r}")
+        object.__setattr__(self, "input_size", int(self.input_size))
+        object.__setattr__(self, "mean", _channel_values(self.mean, f"{where}: mean", positive=False))
+        object.__setattr__(self, "std", _channel_values(self.std, f"{where}: std", positive=True))
+        if self.filename is not None and (not isinstance(self.filename, str) or self.filename in ("", ".", "..")
+                                          or "/" in self.filename or "\\" in self.filename):
+            # It is joined to the cache directory: a path here would read or write outside it.
+            raise ValueError(f"{where}: filename must be a plain file name (no folders), got {self.filename!r}")
+        if self.path is not None:
+            if not isinstance(self.path, (str, os.PathLike)):
+                raise TypeError(f"{where}: path must be a str or path-like, got {type(self.path).__name__}")
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if self.url is not None and not isinstance(self.url, str):
+            raise TypeError(f"{where}: url must be a str, got {type(self.url).__name__}")
+        if self.sha256 is not None:
+            if not isinstance(self.sha256, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+                raise ValueError(f"{where}: sha256 must be 64 hex digits, got {self.sha256!r}")
+            object.__setattr__(self, "sha256", self.sha256.lower())
+        if not isinstance(self.meta, Mapping):
+            raise TypeError(f"{where}: meta must be a mapping, got {type(self.meta).__name__}")
+
     def locate(self, progress: bool = False) -> Path:
         """The local checkpoint file, downloading it into the cache directory if needed."""
         if self.path is not None:
             path = Path(self.path)
+            if path.is_dir():
+                raise IsADirectoryError(f"weights {self.name!r}: {path} is a directory; path= must name the "
+                                        f"checkpoint file itself (e.g. theta0.pth)")
             if not path.is_file():
                 raise FileNotFoundError(f"weights {self.name!r}: file {path} does not exist")
             return path
@@ -166,6 +241,12 @@ def resolve_weights(weights) -> WeightsRecord | None:
         path = Path(text).expanduser()
         if path.is_file():
             return record_from_file(path)
+        if path.is_dir():
+            raise IsADirectoryError(
+                f"weights: {path} is a directory, not a checkpoint file; pass the file itself (a .pth/.pt "
+                f"written by save_weights or skad-transfer pretrain, or the authors' resnet26.pth), or a "
+                f"registered name {list_weights()}"
+            )
         if isinstance(weights, os.PathLike) or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt"):
             raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
         return get_weights(text)
@@ -186,7 +267,11 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict | None]:
         fields = obj.get(_RECORD_KEY)
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise OSError(f"weights: {path} does not hold a state dict of tensors")
+        # The file was read: what it holds is wrong, so this is a ValueError, not an OSError.
+        found = type(obj).__name__ if not isinstance(obj, Mapping) else "a mapping with non-tensor values"
+        raise ValueError(f"weights: {path} does not hold a state dict of tensors (found {found})")
+    if not all(isinstance(k, str) for k in obj):
+        raise ValueError(f"weights: {path} does not hold a state dict (its keys are not all parameter names)")
     state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
     return state, fields
 
@@ -195,12 +280,22 @@ def record_from_file(path) -> WeightsRecord:
     """A record for an unregistered checkpoint file; the width is read off the stem conv."""
     path = Path(path)
     state, fields = read_checkpoint(path)
+    if fields is not None and not isinstance(fields, Mapping):
+        raise ValueError(f"weights: {path} stores an invalid record ({_RECORD_KEY!r} is a "
+                         f"{type(fields).__name__}, not a mapping)")
     if fields:
         known = {k: v for k, v in fields.items() if k in WeightsRecord.__dataclass_fields__}
         known.update(name=str(path), path=str(path), filename=None, url=None)
-        known["mean"], known["std"] = tuple(known.get("mean", CIFAR_MEAN)), tuple(known.get("std", CIFAR_STD))
         known["sha256"] = None  # the file itself is the source of truth; a copy may be renamed
-        return WeightsRecord(**known)
+        try:
+            record = WeightsRecord(**known)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"weights: {path} stores an invalid record: {error}") from error
+        stem = state.get("pre_conv.weight")
+        if stem is not None and stem.ndim == 4 and int(stem.shape[0]) != record.width:
+            raise ValueError(f"weights: {path} stores width={record.width} in its record but its weights have "
+                             f"width {int(stem.shape[0])}")
+        return record
     if "pre_conv.weight" not in state:
         raise ValueError(
             f"weights: {path} is not a ResNet26 checkpoint (no 'pre_conv.weight'; first keys: "
@@ -222,7 +317,7 @@ def save_weights(network: nn.Module, path, *, name: str | None = None, mean=CIFA
     )
     fields = record.to_dict()
     state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-    _atomic_write(path, lambda handle: torch.save({"state_dict": state, _RECORD_KEY: fields}, handle))
+    atomic_write(path, lambda handle: torch.save({"state_dict": state, _RECORD_KEY: fields}, handle))
     return replace(record, path=str(path), sha256=sha256_file(path))
 
 
@@ -287,22 +382,9 @@ def download_file(url: str, destination, *, sha256: str | None = None, progress:
         if sha256 is not None and digest.hexdigest() != sha256:
             raise OSError(f"sha256 mismatch for {url}: expected {sha256}, got {digest.hexdigest()}")
 
-    _atomic_write(destination, write)
+    atomic_write(destination, write)
     return destination
 
-
-def _atomic_write(path: Path, write) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    try:
-        with handle:
-            write(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)  # NamedTemporaryFile creates 0600; results are shared files
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 register_weights(WeightsRecord(

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from .runner import _hash, _runs_dir, load_records, summarize
+from .._io import atomic_write_text, save_figure
+from .runner import StoreError, _hash, load_records, run_path, summarize
 
 __all__ = ["ReportResult", "add_arguments", "build_report", "recreate_split", "run"]
 
@@ -434,7 +435,7 @@ def _fig_shift(group: _Group, path: Path) -> Path:
     ax.set_title("Robustness to non-semantic colour shift")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -545,11 +546,17 @@ def recreate_split(record: Mapping[str, Any], data=None, *, with_outlier_exposur
 
 
 def _check_labels(record, split, store) -> np.ndarray | None:
-    npz = _runs_dir(store) / f"{record['run_id']}.npz"
+    npz = run_path(store, record["run_id"], ".npz")
     if not npz.is_file():
         return None
-    with np.load(npz) as stored:
-        scores, labels = stored["scores"], stored["labels"]
+    try:
+        with np.load(npz, allow_pickle=False) as stored:
+            scores, labels = stored["scores"], stored["labels"]
+    except Exception as error:  # a truncated zip, a missing key, a foreign file: numpy raises many types
+        raise StoreError(f"{npz}: not a readable scores file ({type(error).__name__}: {error}); delete it and "
+                         f"{npz.stem}.json and rerun the sweep to redo that run") from error
+    if scores.shape != labels.shape or scores.ndim != 1:
+        raise StoreError(f"{npz}: scores {scores.shape} and labels {labels.shape} are not one score per label")
     if not np.array_equal(labels, split.y_test):
         raise LookupError(f"run {record['run_id']}: the re-created test labels differ from the stored ones")
     return scores
@@ -579,7 +586,7 @@ def _fig_top_anomalies(record, store, data, path: Path, top_k: int) -> Path:
     fig.suptitle(f"Top {len(order)} anomalies: {record['method']}, {record['dataset']} {record['protocol']} "
                  f"{record['split']}, seed {record['seed']}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -645,7 +652,7 @@ def _fig_tsne(record, store, data, path: Path, device: str) -> Path:
                  f"seed {record['seed']}, refitted)", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -684,19 +691,28 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
     Raises
     ------
     FileNotFoundError
-        If ``store`` does not exist.
+        If ``store`` does not exist (NotADirectoryError if it, or ``out``, is a file).
     ValueError
-        If it holds no finished runs, or ``run_id`` is not one of them.
+        If it holds no finished runs, ``run_id`` is not one of them, or ``top_k`` < 1.
+    StoreError
+        (a ValueError) If a run's JSON or scores file is damaged, or a record's run id is not one
+        :func:`~skad_transfer.bench.runner.run_id` writes; the message names the file. Every file
+        of the report is written atomically (a temporary name, then :func:`os.replace`), so a
+        report interrupted midway leaves the previous version of each file whole.
     """
     store = Path(store)
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
+    if store.exists() and not store.is_dir():
+        raise NotADirectoryError(f"result store {store} is a file, not a folder written by skad-transfer bench")
     if not store.is_dir():
         raise FileNotFoundError(f"result store not found: {store}")
-    records = [r for r in load_records(store) if "metrics" in r and "config" in r]
+    out = Path(out) if out is not None else store / "report"
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"report output {out} is a file, not a folder")
+    records = load_records(store)   # StoreError (naming the file) for a damaged record
     if not records:
         raise ValueError(f"result store {store} holds no finished runs (no {store / 'runs'}/*.json)")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    out = Path(out) if out is not None else store / "report"
     out.mkdir(parents=True, exist_ok=True)
     command = command or f"build_report({str(store)!r}, {str(out)!r})"
     rows = summarize(store)
@@ -705,12 +721,12 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
     tables = _build_tables(records, rows)
     for table, group in tables:
         md = f"## {table.title}\n\n{_markdown_table(table)}\n\n{table.notes}\n"
-        (out / f"{table.key}.md").write_text(md + f"\nProduced by `{command}`.\n")
+        atomic_write_text(out / f"{table.key}.md", md + f"\nProduced by `{command}`.\n")
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(table.csv_header)
         writer.writerows(table.csv_body)
-        (out / f"{table.key}.csv").write_text(buffer.getvalue())
+        atomic_write_text(out / f"{table.key}.csv", buffer.getvalue())
         result.tables[table.key] = out / f"{table.key}.csv"
         figure = None
         try:
@@ -718,6 +734,8 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
                 figure = _fig_interventions(group, out / f"{table.key}.png")
             elif group.records[0]["protocol"] == "non-semantic-shift":
                 figure = _fig_shift(group, out / f"{table.key}.png")
+        except StoreError:
+            raise   # a damaged store is an error, not a missing figure
         except Exception as error:  # noqa: BLE001 - a figure must not sink the report
             result.skipped.append(f"{table.key}.png: {type(error).__name__}: {error}")
         if figure is not None:
@@ -736,6 +754,8 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
             continue
         try:
             path = make(out / f"{key}.png")
+        except StoreError:
+            raise
         except Exception as error:  # noqa: BLE001
             result.skipped.append(f"{key}.png: {type(error).__name__}: {error}")
             sections.append(f"## {title}\n\nSkipped: {error}\n")
@@ -744,7 +764,7 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
         sections.append(f"## {title}\n\nRun `{record['run_id']}`: {record['method']}, {record['dataset']} "
                         f"{record['protocol']} `{record['split']}`, seed {record['seed']}.\n\n"
                         f"![{title}]({path.name})\n")
-    result.markdown.write_text("\n".join(sections))
+    atomic_write_text(result.markdown, "\n".join(sections))
     if verbose:
         print(f"report: {result.markdown}")
         for key, path in {**result.tables, **result.figures}.items():

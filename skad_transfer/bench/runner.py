@@ -14,7 +14,9 @@ A folder ``STORE`` with one pair of files per finished run::
 its meta, OE corpus, seed, shared settings except the device, method parameters), so the same run
 always lands in the same file. Both files are written to a temporary name and moved into place
 with :func:`os.replace`, the ``.npz`` first: a JSON file exists only for a complete run. A rerun
-skips every run whose JSON exists, so an interrupted sweep loses only the runs in progress.
+skips every run whose JSON exists, so an interrupted sweep loses only the runs in progress. A JSON
+file that is not a run record (truncated, edited, foreign) is never skipped or averaged around:
+reading it raises :class:`StoreError` naming the file (``docs/design.md``, "What is trusted").
 
 Metrics take the **anomaly** as the positive class: ``auc = roc_auc_score(y_test == -1, -scores)``
 and ``ap = average_precision_score(y_test == -1, -scores)`` (``scores`` are ``score_samples``,
@@ -44,9 +46,10 @@ import argparse
 import hashlib
 import json
 import os
+import math
 import platform
+import re
 import sys
-import tempfile
 import time
 import traceback
 import weakref
@@ -57,10 +60,12 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write
 from .protocols import Split, describe_corpus
 
-__all__ = ["METHODS", "DEFAULT_SETTINGS", "Task", "add_arguments", "format_summary", "load_config",
-           "make_estimator", "make_tasks", "run", "run_grid", "run_id", "summarize"]
+__all__ = ["METHODS", "DEFAULT_SETTINGS", "StoreError", "Task", "add_arguments", "check_options", "format_summary",
+           "load_config", "load_records", "make_estimator", "make_tasks", "read_record", "run", "run_grid", "run_id",
+           "run_path", "summarize"]
 
 #: Shared settings every method factory receives (and their defaults).
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -300,25 +305,66 @@ def make_tasks(methods: Sequence[str], splits: Split | Iterable[Split], seeds: S
 
 
 # ----------------------------------------------------------------------------- store
+class StoreError(ValueError):
+    """A file of a result store is not a run record: corrupt, truncated, or not written by this module.
+
+    The message names the file. Records are written atomically, so a damaged one was damaged after
+    the fact (a full disk, a hand edit, a copy that was cut short); deleting the run's two files
+    makes the next sweep redo that run.
+    """
+
+
+#: What :func:`run_id` produces: the run's files are named by it, so nothing else may be joined to
+#: the store's path (a ``run_id`` read from a file could otherwise be ``../../x``).
+_RUN_ID = re.compile(r"[0-9a-f]{16}")
+#: Keys every stored record has (what :func:`summarize` and the report read).
+_RECORD_KEYS = ("run_id", "method", "protocol", "dataset", "split", "seed", "config", "metrics", "timing")
+
+
 def _runs_dir(store) -> Path:
     return Path(store) / "runs"
 
 
-def _atomic_write(final: Path, write: Callable[[Any], None], mode: str) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+def run_path(store, rid: str, suffix: str = ".json") -> Path:
+    """``STORE/runs/<rid><suffix>``, for a ``rid`` of the form :func:`run_id` produces.
+
+    Raises
+    ------
+    StoreError
+        If ``rid`` is not 16 lowercase hex digits (so that no id can lead out of the store).
+    """
+    if not isinstance(rid, str) or not _RUN_ID.fullmatch(rid):
+        raise StoreError(f"result store {store}: run id {rid!r} is not a run id (16 hex digits, as written by "
+                         f"skad-transfer bench); the store's records are damaged or were not written by it")
+    return _runs_dir(store) / f"{rid}{suffix}"
+
+
+def read_record(path) -> dict:
+    """One stored run record (``STORE/runs/<run_id>.json``), checked.
+
+    Raises
+    ------
+    StoreError
+        If the file is not valid JSON (e.g. truncated), not an object, lacks a key of a run record,
+        or holds a ``run_id`` other than its file name.
+    """
+    path = Path(path)
+    hint = f"delete it (and {path.stem}.npz) and rerun the sweep to redo that run"
     try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StoreError(f"{path}: not a valid run record (corrupt or truncated JSON: {error}); {hint}") from error
+    if not isinstance(record, dict):
+        raise StoreError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object); {hint}")
+    missing = [k for k in _RECORD_KEYS if k not in record]
+    if missing:
+        raise StoreError(f"{path}: not a run record (missing keys {missing}); {hint}")
+    if record["run_id"] != path.stem:
+        raise StoreError(f"{path}: holds run_id {record['run_id']!r}, not its file name {path.stem!r}; {hint}")
+    for key, inner in (("metrics", ("auc", "ap")), ("timing", ("fit_seconds",))):
+        if not isinstance(record[key], dict) or any(k not in record[key] for k in inner):
+            raise StoreError(f"{path}: not a run record ({key!r} lacks {list(inner)}); {hint}")
+    return record
 
 
 def _versions(device: str) -> dict:
@@ -380,9 +426,9 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     rid = run_id(task)
-    path = _runs_dir(store) / f"{rid}.json"
+    path = run_path(store, rid)
     if skip_existing and path.is_file():
-        return {**json.loads(path.read_text()), "skipped": True}
+        return {**read_record(path), "skipped": True}
     settings = dict(task.settings)
     if device is not None:
         settings["device"] = device
@@ -414,8 +460,11 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
     def write_npz(handle):
         np.savez(handle, scores=scores, labels=labels)
 
-    _atomic_write(path.with_suffix(".npz"), write_npz, "wb")
-    _atomic_write(path, lambda handle: handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), "w")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # fsync: a record that exists must survive a crash of the machine, since reruns skip it.
+    atomic_write(path.with_suffix(".npz"), write_npz, "wb", fsync=True)
+    atomic_write(path, lambda handle: handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), "w",
+                 fsync=True)
     return record
 
 
@@ -517,9 +566,9 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
     records: dict[str, dict] = {}
     pending = []
     for rid, task in zip(ids, tasks):
-        path = _runs_dir(store) / f"{rid}.json"
+        path = run_path(store, rid)
         if skip_existing and path.is_file():
-            records[rid] = {**json.loads(path.read_text()), "skipped": True}
+            records[rid] = {**read_record(path), "skipped": True}
         else:
             pending.append(task)
     if pending:
@@ -539,11 +588,18 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
 
 # ----------------------------------------------------------------------------- summary
 def load_records(store) -> list[dict]:
-    """All stored run records (JSON files under ``store/runs``), sorted by file name."""
+    """All stored run records (JSON files under ``store/runs``), sorted by file name.
+
+    Raises
+    ------
+    StoreError
+        If one of the files is not a run record (see :func:`read_record`): a damaged record is an
+        error, not skipped, so that no summary silently averages over fewer runs than were made.
+    """
     runs = _runs_dir(store)
     if not runs.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    return [read_record(p) for p in sorted(runs.glob("*.json")) if not p.name.startswith(".")]
 
 
 def summarize(store) -> list[dict]:
@@ -613,26 +669,190 @@ def load_config(path) -> dict:
 
     Keys are the long option names with underscores (``methods``, ``seeds``, ``batch_size``,
     ``store``, ...), plus ``method_params`` (a table of method name to constructor arguments).
+    Values are checked by :func:`check_options` once flags are merged in.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (IsADirectoryError if it is a folder).
+    ValueError
+        If the file is not valid JSON/TOML, its top level is not a table, or it has unknown keys;
+        the message names the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--config {path}: is a directory, not a JSON or TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"--config: no such file: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"--config {path}: not a text file ({error})") from error
     if path.suffix.lower() == ".json":
-        config = json.loads(text)
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--config {path}: invalid JSON: {error}") from error
     else:
         try:
             import tomllib
         except ModuleNotFoundError as error:  # Python 3.10
             raise ValueError(f"--config {path}: TOML needs Python >= 3.11 (tomllib); use a .json file") from error
-        config = tomllib.loads(text)
+        try:
+            config = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"--config {path}: invalid TOML: {error}") from error
     if not isinstance(config, dict):
         raise ValueError(f"--config {path}: the top level must be a table/object, got {type(config).__name__}")
     config = {k.replace("-", "_"): v for k, v in config.items()}
-    unknown = sorted(set(config) - set(CLI_DEFAULTS) - {"config"})
+    # "config" is not a key: a config file naming another would be silently ignored.
+    unknown = sorted(set(config) - set(CLI_DEFAULTS))
     if unknown:
         raise ValueError(f"--config {path}: unknown keys {unknown}; valid keys are {sorted(CLI_DEFAULTS)}")
     return config
+
+
+#: Classes of each ``--dataset`` (for checking ``--classes`` before anything is loaded).
+_N_CLASSES = {"cifar10": 10, "digits": 10, "synthetic": None}  # synthetic: its shapes, filled in on use
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _int_option(options, key: str, minimum: int | None = 1, *, optional: bool = True, maximum: int | None = None):
+    value = options[key]
+    if value is None and optional:
+        return None
+    if not _is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{_flag(key)}: expected an int {bounds}, got {value!r}")
+    return int(value)
+
+
+def _str_list(options, key: str, *, optional: bool = True) -> list[str] | None:
+    value = options[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{_flag(key)}: expected a non-empty list of names, got {value!r}")
+    duplicated = sorted({v for v in value if list(value).count(v) > 1})
+    if duplicated:
+        raise ValueError(f"{_flag(key)}: {duplicated} given more than once")
+    return list(value)
+
+
+def check_options(options: Mapping[str, Any]) -> dict:
+    """Check and normalise the ``bench`` options (flags over a config file over :data:`CLI_DEFAULTS`).
+
+    Everything that can be checked without loading data is checked here, so that a wrong value
+    fails in a second rather than after a dataset was decoded: names (dataset, protocol, methods,
+    method parameters, errors), numbers and their ranges (classes against the dataset's class
+    count, seeds, epochs, steps, lr, batch size, sizes, jobs), that the weights resolve to a file
+    (and fit ``--width``), that an OE path exists, and that the store is not a file.
+
+    Parameters
+    ----------
+    options : dict
+        Keys of :data:`CLI_DEFAULTS`.
+
+    Returns
+    -------
+    options : dict
+        A copy with lists for list options and ints for int options.
+
+    Raises
+    ------
+    ValueError
+        Naming the option as its flag (``--classes: ...``); FileNotFoundError for missing paths.
+    """
+    from ..data.corpora import list_corpora
+    from ..data.synthetic import SHAPE_NAMES
+    from ..weights import resolve_weights
+    from .protocols import PROTOCOLS
+
+    o = dict(options)
+    if o["dataset"] not in _N_CLASSES:
+        raise ValueError(f"--dataset: unknown dataset {o['dataset']!r}; valid names are {sorted(_N_CLASSES)}")
+    if o["protocol"] not in PROTOCOLS:
+        raise ValueError(f"--protocol: unknown protocol {o['protocol']!r}; valid names are {sorted(PROTOCOLS)}")
+    if o["errors"] not in ("raise", "continue"):
+        raise ValueError(f"--errors: expected 'raise' or 'continue', got {o['errors']!r}")
+    o["methods"] = _str_list(o, "methods", optional=False)
+    unknown = [m for m in o["methods"] if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--methods: unknown methods {unknown}; valid methods are {sorted(METHODS)}")
+    params = o["method_params"]
+    if params is not None:
+        if not isinstance(params, Mapping) or not all(isinstance(v, Mapping) for v in params.values()):
+            raise ValueError(f"method_params: expected a table of method name to a table of arguments, got {params!r}")
+        unknown = sorted(set(params) - set(METHODS))
+        if unknown:
+            raise ValueError(f"method_params: unknown methods {unknown}; valid methods are {sorted(METHODS)}")
+    seeds = o["seeds"]
+    seeds = [seeds] if _is_int(seeds) else seeds
+    if not isinstance(seeds, (list, tuple)) or not seeds:
+        raise ValueError(f"--seeds: expected a non-empty list of ints, got {seeds!r}")
+    o["seeds"] = [_int_option({"seeds": s}, "seeds", 0, optional=False, maximum=2**32 - 1) for s in seeds]
+    if len(set(o["seeds"])) != len(o["seeds"]):
+        raise ValueError(f"--seeds: {o['seeds']} repeats a seed")
+    classes = o["classes"]
+    if classes is not None:
+        classes = [classes] if _is_int(classes) else classes
+        n = _N_CLASSES[o["dataset"]] or len(SHAPE_NAMES)
+        if not isinstance(classes, (list, tuple)) or not classes \
+                or not all(_is_int(c) and 0 <= c < n for c in classes):
+            raise ValueError(f"--classes: expected class indices in [0, {n - 1}] for dataset {o['dataset']!r}, "
+                             f"got {classes!r}")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"--classes: {list(classes)} repeats a class")
+        o["classes"] = [int(c) for c in classes]
+    for key in ("epochs", "steps", "width", "n_normal", "n_test", "n_outlier"):
+        o[key] = _int_option(o, key, 1)
+    o["batch_size"] = _int_option(o, "batch_size", 2, optional=False)
+    o["data_seed"] = _int_option(o, "data_seed", 0, optional=False, maximum=2**32 - 1)
+    if not _is_int(o["n_jobs"]) or o["n_jobs"] == 0:
+        raise ValueError(f"--n-jobs: expected a non-zero int (joblib: -1 for all cores), got {o['n_jobs']!r}")
+    lr = o["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"--lr: expected a finite number > 0, got {lr!r}")
+    for key in ("device", "backend", "data", "store"):
+        if o[key] is not None and not (isinstance(o[key], str) and o[key]):
+            raise ValueError(f"{_flag(key)}: expected a non-empty string, got {o[key]!r}")
+    devices = o["devices"]
+    if devices is not None and not (isinstance(devices, str) or (isinstance(devices, (list, tuple))
+                                                                  and all(isinstance(d, str) for d in devices))):
+        raise ValueError(f"--devices: expected 'cuda:all' or a comma list of devices, got {devices!r}")
+    if o["store"] is None:
+        raise ValueError("--store: a result store folder is required")
+    if Path(o["store"]).exists() and not Path(o["store"]).is_dir():
+        raise NotADirectoryError(f"--store {o['store']}: is a file, not a result store folder")
+    weights = _weights(o["weights"])
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(f"--weights: expected a registered name, a checkpoint path or 'none', got {weights!r}")
+    record = resolve_weights(weights)
+    if record is not None:
+        record.locate()   # a missing checkpoint fails now, not in every run after the data is loaded
+        if o["width"] is not None and o["width"] != record.width:
+            raise ValueError(f"--width {o['width']}: the weights {record.name!r} have width {record.width}; "
+                             f"--width is for --weights none")
+    o["oe_corpora"] = _str_list(o, "oe_corpora")
+    for key, corpora in (("outlier_exposure", [o["outlier_exposure"]]), ("oe_corpora", o["oe_corpora"] or [])):
+        for corpus in corpora:
+            if corpus is None or (isinstance(corpus, str) and (corpus.lower() == "none" or corpus in list_corpora())):
+                continue
+            if not isinstance(corpus, str) or not corpus:
+                raise ValueError(f"{_flag(key)}: expected a registered corpus name or a path, got {corpus!r}")
+            if not Path(corpus).expanduser().exists():
+                raise FileNotFoundError(f"{_flag(key)} {corpus}: not a registered corpus name {list_corpora()} "
+                                        f"and no such file or folder")
+    return o
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -735,7 +955,7 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``skad-transfer bench``: build splits, run the grid, print the summary."""
-    options = _options(args)
+    options = check_options(_options(args))
     if options["data"] is None:
         from .._paths import data_root
 

@@ -196,22 +196,18 @@ def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as error:
             raise OSError(f"{name}: could not read {path}: {error}") from error
-        return OutlierCorpus(array, name=name, path=str(path))
+        return _file_corpus(array, path, name)
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
                 keys = list(archive.files)
                 key = next((k for k in _NPZ_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
-                if key is None:
-                    raise ValueError(
-                        f"{name}: {path} holds arrays {keys}; expected one of {list(_NPZ_KEYS)} or a single array"
-                    )
-                array = archive[key]
-        except (ValueError, TypeError):
-            raise
-        except Exception as error:
+                array = None if key is None else archive[key]
+        except Exception as error:  # a bad zip, a truncated member, a pickled (object) array, ...
             raise OSError(f"{name}: could not read {path}: {error}") from error
-        return OutlierCorpus(array, name=name, path=str(path))
+        if array is None:
+            raise ValueError(f"{name}: {path} holds arrays {keys}; expected one of {list(_NPZ_KEYS)} or a single array")
+        return _file_corpus(array, path, name)
     if path.is_dir() or suffix == ".zip":
         from .datasets import load_image_folder
 
@@ -226,6 +222,18 @@ def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
         f"{name}: cannot read {path}: expected .npy, .npz, an image-folder directory or a .zip of one "
         f"({IMAGE_FORMS} inside arrays)"
     )
+
+
+def _file_corpus(array: np.ndarray, path: Path, name: str) -> OutlierCorpus:
+    """The corpus of an array read from ``path``; a wrong array is an error naming the file."""
+    if array.ndim < 2:
+        raise ValueError(f"{name}: {path} holds an array of shape {array.shape}, not images ({IMAGE_FORMS})")
+    try:
+        return OutlierCorpus(array, name=name, path=str(path))
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        message = message[len(name) + 2:] if message.startswith(f"{name}: ") else message
+        raise ValueError(f"{name}: {path}: {message}") from error
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -25,21 +25,24 @@ import io
 import json
 import math
 import os
-import tempfile
+import re
+import stat
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
+from .._io import atomic_path, atomic_write_text
 from .._paths import home_dir
 
 __all__ = [
     "IMG_EXTENSIONS",
+    "MAX_COMPRESSION_RATIO",
+    "MAX_IMAGE_BYTES",
     "MPI3D_BACKGROUND_COLORS",
     "MPI3D_CAMERA_HEIGHTS",
     "MPI3D_COLORS",
@@ -102,6 +105,18 @@ _CACHE_VERSION = 1
 _SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation", "unlabeled", "extra"})
 _CHUNK = 1024
 _COPY_BYTES = 1 << 24
+
+#: Largest image file accepted in an image folder or zip (bytes; for a zip member, its uncompressed
+#: size as the zip's directory states it). Checked before the file is read, so that a corrupt or
+#: crafted file cannot make the loader allocate more; 64 MiB is far beyond any image of the
+#: datasets this package reads (a 4,600 x 4,600 uncompressed RGB bitmap). Assign a larger value to
+#: accept larger files.
+MAX_IMAGE_BYTES: int = 64 << 20
+#: Largest compression ratio (uncompressed / compressed size) of a zip member of more than 1 MiB.
+#: Image formats are already compressed and barely shrink in a zip; only a zip bomb expands a
+#: hundredfold.
+MAX_COMPRESSION_RATIO: int = 100
+_RATIO_CHECK_BYTES = 1 << 20
 
 
 # --------------------------------------------------------------------------
@@ -166,32 +181,15 @@ def _resolve_cache_dir(cache: bool, directory: str | os.PathLike | None) -> Path
     return path
 
 
-@contextmanager
-def _atomic_target(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; move it into place on success."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp creates 0600 files; a cache may be shared with other users.
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, final)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save_npy(final: Path, array: np.ndarray) -> None:
-    with _atomic_target(final) as tmp:
+    with atomic_path(final) as tmp:
         # A path argument would make np.save append ".npy" to the temp name.
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
 
 def _atomic_save_json(final: Path, payload: dict) -> None:
-    with _atomic_target(final) as tmp:
-        tmp.write_text(json.dumps(payload))
+    atomic_write_text(final, json.dumps(payload))
 
 
 class _CacheEntry:
@@ -232,8 +230,13 @@ class _CacheEntry:
     def _evict_stale(self) -> None:
         # Entries of the same source path with an older stamp would otherwise
         # pile up (each can be hundreds of MB). Open memmaps survive unlinking.
+        # Only files named exactly "<group>-<16 hex>.<X.npy|y.npy|json>" belong to
+        # this group: a prefix match would also hit the group of another source
+        # whose name starts with this one's (folder "a" vs. folder "a-b-...").
+        own = re.compile(re.escape(self.group) + r"-([0-9a-f]{16})\.(?:X\.npy|y\.npy|json)")
         for path in self.directory.glob(f"{self.group}-*"):
-            if path.name.startswith(self.stem + ".") or path.name.endswith(".tmp"):
+            match = own.fullmatch(path.name)
+            if match is None or path.name.startswith(self.stem + "."):
                 continue
             try:
                 path.unlink()
@@ -246,9 +249,25 @@ class _CacheEntry:
 # --------------------------------------------------------------------------
 
 
+def _check_size(where: str, rel: str, size: int, compressed: int | None = None) -> None:
+    """Refuse a file (or zip member) before reading it if it is larger than any image should be."""
+    if size > MAX_IMAGE_BYTES:
+        raise ValueError(
+            f"{where}: {rel} is {size:,} bytes{' uncompressed' if compressed is not None else ''}, more than "
+            f"MAX_IMAGE_BYTES={MAX_IMAGE_BYTES:,} (skad_transfer.data.datasets); it is refused before "
+            f"reading it so that a corrupt or crafted file cannot exhaust memory"
+        )
+    if compressed is not None and size > _RATIO_CHECK_BYTES and size > MAX_COMPRESSION_RATIO * max(compressed, 1):
+        raise ValueError(
+            f"{where}: zip member {rel} expands {size / max(compressed, 1):.0f}-fold ({compressed:,} -> {size:,} "
+            f"bytes), more than MAX_COMPRESSION_RATIO={MAX_COMPRESSION_RATIO}; image files barely compress, "
+            f"so this looks like a zip bomb"
+        )
+
+
 class _DirSource:
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root  # resolved by _open_path: symlink targets are compared with it
         self.where = str(root)
 
     def list_files(self) -> list[str]:
@@ -257,11 +276,37 @@ class _DirSource:
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = Path(dirpath).relative_to(self.root).as_posix()
             prefix = "" if rel == "." else rel + "/"
+            # os.walk does not descend into linked folders: one pointing inside the root is walked
+            # under its real name anyway; one pointing outside would silently lose its images.
+            for d in dirnames:
+                if os.path.islink(os.path.join(dirpath, d)):
+                    self._inside(prefix + d)
+            for f in filenames:
+                if _is_image(prefix + f) and os.path.islink(os.path.join(dirpath, f)):
+                    self._inside(prefix + f)
             files.extend(prefix + f for f in filenames)
         return files
 
+    def _inside(self, rel: str) -> Path:
+        """``root/rel``, refusing a symbolic link whose target lies outside the root."""
+        path = self.root / rel
+        if path.is_symlink():
+            target = Path(os.path.realpath(path))
+            if target != self.root and self.root not in target.parents:
+                raise ValueError(
+                    f"{self.where}: {rel} is a symbolic link to {target}, outside the folder; image folders "
+                    f"are read only inside their root (copy the files in, or load the folder that holds them)"
+                )
+        return path
+
     def read(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
+        path = self._inside(rel)
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode):  # a FIFO or device reports no meaningful size
+            _check_size(self.where, rel, info.st_size)
+        else:
+            raise ValueError(f"{self.where}: {rel} is not a regular file")
+        return path.read_bytes()
 
     def has(self, rel: str) -> bool:
         return (self.root / rel).is_file()
@@ -286,7 +331,11 @@ class _ZipSource:
         return sorted(self._names)
 
     def read(self, rel: str) -> bytes:
-        return self.zf.read(rel)
+        # The sizes come from the zip's directory; zipfile never returns more bytes than
+        # file_size, so checking it bounds the memory a member can take.
+        info = self.zf.getinfo(rel)
+        _check_size(self.where, rel, info.file_size, info.compress_size)
+        return self.zf.read(info)
 
     def has(self, rel: str) -> bool:
         return rel in self._names
@@ -394,6 +443,12 @@ def _decode_one(data: bytes, rel: str, where: str, image_size: int | None) -> np
             if image_size is not None and img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        # PIL's message names no file; past Image.MAX_IMAGE_PIXELS it refuses to decode.
+        raise ValueError(
+            f"image {where}/{rel} is too large to decode: {exc} (PIL.Image.MAX_IMAGE_PIXELS="
+            f"{Image.MAX_IMAGE_PIXELS}; raise it only for files you trust)"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"cannot decode image {where}/{rel}: {exc}") from exc
 
@@ -476,7 +531,7 @@ def _decode_cached(
             desc=desc,
         )
         return X, labels
-    with _atomic_target(entry.x_path) as tmp:
+    with atomic_path(entry.x_path) as tmp:
         # Decode straight into the (temporary) cache file: the corpus never
         # has to fit in memory.
         X = _decode_into(
@@ -600,6 +655,10 @@ def load_image_folder(
         zip, folders shared by all images (such as the archive's top folder)
         are skipped automatically. Images may sit directly in the class
         folder or deeper below it. Hidden files and ``__MACOSX`` are ignored.
+        In a directory, a symbolic link is read only if its target lies
+        inside the directory (linked folders are not descended: their
+        targets inside the root are read under their own names); a link
+        that leads outside is an error.
     split : str, optional
         Name of a split folder, e.g. ``"train"``, ``"test"`` or ``"val"``.
         The tree ``<...>/<split>/<class>/<image>`` is located automatically,
@@ -636,8 +695,14 @@ def load_image_folder(
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If no image tree (or no ``split`` folder) is found, an image cannot
-        be decoded, or images differ in size and ``image_size`` is None.
+        If no image tree (or no ``split`` folder) is found, ``path`` is a
+        file but not a readable zip, an image cannot be decoded, images
+        differ in size and ``image_size`` is None, a file is larger than
+        :data:`MAX_IMAGE_BYTES` (a zip member: or expands more than
+        :data:`MAX_COMPRESSION_RATIO`-fold), an image has more pixels than
+        PIL accepts (``PIL.Image.MAX_IMAGE_PIXELS``), or a symbolic link
+        leads out of the directory. Each message names the folder or zip and
+        the file.
 
     Examples
     --------
@@ -1169,7 +1234,12 @@ def load_mpi3d(
             shape, fortran, dtype = _read_npy_header(fh)
             _check_mpi3d(shape, dtype, factor_sizes, str(p))
             if entry is None:
-                X = np.frombuffer(fh.read(), dtype=dtype).reshape(shape, order="F" if fortran else "C")
+                # Read exactly what the header declares: a member that holds more is not read whole.
+                nbytes = math.prod(shape) * dtype.itemsize
+                blob = fh.read(nbytes)
+                if len(blob) != nbytes:
+                    raise ValueError(f"{str(p)!r}: images array is truncated ({len(blob)} of {nbytes} bytes)")
+                X = np.frombuffer(blob, dtype=dtype).reshape(shape, order="F" if fortran else "C")
                 return X, factors
             _copy_npy_stream(fh, entry.x_path, shape, fortran, dtype, progress, p.name)
     entry.commit(shape, None, {})
@@ -1183,7 +1253,7 @@ def _copy_npy_stream(fh, final: Path, shape, fortran: bool, dtype: np.dtype, pro
     fmt = np.lib.format
     nbytes = math.prod(shape) * dtype.itemsize
     header = {"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran, "shape": tuple(shape)}
-    with _atomic_target(final) as tmp:
+    with atomic_path(final) as tmp:
         with open(tmp, "wb") as out, tqdm(
             total=nbytes, desc=desc, unit="B", unit_scale=True, disable=not progress
         ) as bar:

@@ -147,8 +147,10 @@ def test_cli_config_file_toml_and_flags_override(tmp_path, capsys):
     assert records[0]["split"] == "0:circle"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"methodz": ["knn"]}))
+    assert main(["bench", "--config", str(bad)]) == 2   # a user error: one line, status 2
+    assert "unknown keys ['methodz']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown keys"):
-        main(["bench", "--config", str(bad)])
+        runner.load_config(bad)
 
 
 def test_devices_cuda_all_needs_gpus(split, tmp_path, monkeypatch):
