@@ -8,8 +8,13 @@ Design choices, each measured (``benchmarks/engine_speed.py``):
 * On CUDA the forward/backward runs under bf16 autocast with channels_last tensors; so it does on
   CPUs with native bf16 (AVX512-BF16/AMX), where it is several times faster than float32.
 * Every epoch's randomness (the normal permutation, the OE draw, the augmentations) is a function of
-  ``(seed, epoch)`` only, so a run resumed from its checkpoint is identical to an uninterrupted one,
-  and two CPU runs with one seed give identical weights.
+  ``(seed, epoch)`` only, drawn from generators of its own (never torch's global one), so a run
+  resumed from its checkpoint is identical to an uninterrupted one, and two CPU runs with one seed
+  give identical weights, also when they run at the same time in two threads. Training changes no
+  process-wide setting (threads, flush-denormal, backend flags, default dtype).
+* A fit never ends with a broken model: a non-finite loss stops it at once, and so do parameters or
+  BatchNorm statistics that became non-finite (checked after the last step and before every
+  checkpoint save), with a :class:`TrainingDivergedError` that names ``lr``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._io import atomic_write
 from .data.augment import normalize, random_crop_flip
 from .data.corpora import OutlierCorpus
 from .data.harmonize import jpeg_roundtrip
@@ -40,7 +47,8 @@ CHECKPOINT_EVERY = 50
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped instead of producing a broken model."""
+    """The loss, the weights or the scores became NaN or infinite; training stopped instead of
+    producing a broken model."""
 
 
 def resolve_device(device) -> torch.device:
@@ -224,8 +232,12 @@ def train(
     (momentum, weight decay). Training lasts ``settings.steps`` steps, or ``settings.epochs`` passes
     over the normal set when that is set; the learning rate drops by ``gamma`` at the ``milestones``
     fractions of the steps (the paper's epochs 60 and 80 of 100). An epoch is one pass over the
-    normal set (the last one may stop early). With ``settings.checkpoint`` the state is saved after
-    every epoch and a matching checkpoint (same fingerprint) is resumed from.
+    normal set (the last one may stop early). With ``settings.checkpoint`` the state (and
+    ``settings.seed``) is saved after every epoch and a matching checkpoint (same fingerprint and
+    seed) is resumed from; the path is checked (:func:`check_checkpoint_path`) before the first step.
+
+    Raises :class:`TrainingDivergedError` when the loss is not finite, or the network's parameters
+    or buffers are not after the last step or before a checkpoint save.
     """
     device = settings.device
     precision = Precision.resolve(device, settings.precision)
@@ -244,9 +256,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_steps(total_steps), settings.gamma)
     history: list[dict] = []
     start_epoch = 0
-    checkpoint = Path(settings.checkpoint) if settings.checkpoint else None
+    checkpoint = check_checkpoint_path(settings.checkpoint) if settings.checkpoint else None
     if checkpoint is not None and checkpoint.is_file():
-        start_epoch, history = _resume(checkpoint, settings.fingerprint, network, optimizer, scheduler)
+        start_epoch, history = _resume(checkpoint, settings.fingerprint, settings.seed, network, optimizer,
+                                       scheduler)
     from tqdm.auto import tqdm
 
     done = saved = min(total_steps, start_epoch * steps_per_epoch)
@@ -285,7 +298,7 @@ def train(
                     if not torch.isfinite(total):
                         raise TrainingDivergedError(
                             f"the training loss became {total.item()} at epoch {epoch + 1}, step {step + 1} "
-                            f"(lr={optimizer.param_groups[0]['lr']:g}); lower lr, or check the inputs"
+                            f"(lr={settings.lr:g}); lower lr, or check the inputs"
                         )
                 bar.update(1)
                 if settings.verbose and step % 10 == 0:
@@ -305,8 +318,16 @@ def train(
             # A small normal set makes many short epochs under a step budget: save at most every
             # CHECKPOINT_EVERY steps (and at the end); a resumed run replays from the last save.
             trained = epoch * steps_per_epoch + len(normal_idx)
-            if checkpoint is not None and (trained - saved >= CHECKPOINT_EVERY or epoch + 1 == n_epochs):
-                _save(checkpoint, settings.fingerprint, epoch + 1, network, optimizer, scheduler, history)
+            last = epoch + 1 == n_epochs
+            save = checkpoint is not None and (trained - saved >= CHECKPOINT_EVERY or last)
+            if save or last:
+                # The loss is checked before each step, so the last step's update shows only here
+                # (and BatchNorm statistics never show in a train-mode loss); a diverged state is
+                # never saved, so the checkpoint keeps the last sound one.
+                _check_finite_state(network, epoch, settings.lr)
+            if save:
+                _save(checkpoint, settings.fingerprint, epoch + 1, network, optimizer, scheduler, history,
+                      settings.seed)
                 saved = trained
     finally:
         bar.close()
@@ -321,23 +342,75 @@ def _augment(images, settings: TrainSettings, generator, mean, std, precision: P
     return precision.prepare(normalize(images, mean, std))
 
 
-def _save(path: Path, fingerprint: str, epoch: int, network, optimizer, scheduler, history) -> None:
-    from .weights import _atomic_write
+def _check_finite_state(network: nn.Module, epoch: int, lr: float) -> None:
+    tensors = [(name, t) for name, t in [*network.named_parameters(), *network.named_buffers()]
+               if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync, not one per tensor
+    if not bool(finite.all()):
+        name = tensors[int((~finite).nonzero()[0, 0])][0]
+        raise TrainingDivergedError(
+            f"training diverged: {name} of the network became non-finite (nan or inf) by the end of epoch "
+            f"{epoch + 1} (lr={lr:g}); lower lr (e.g. 10x), or check the inputs"
+        )
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"fingerprint": fingerprint, "epoch": epoch, "network": network.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history}
-    _atomic_write(path, lambda handle: torch.save(state, handle))
 
+def check_checkpoint_path(checkpoint) -> Path:
+    """``checkpoint`` as a :class:`~pathlib.Path`, once it is known that a file can be saved there.
 
-def _resume(path: Path, fingerprint: str, network, optimizer, scheduler) -> tuple[int, list[dict]]:
+    Called before training, so that a bad path fails at once instead of after the first epoch. A
+    missing folder is created (as saving would). Raises ``ValueError`` when the path is a folder and
+    ``OSError`` when its folder cannot be created or written to; both messages name ``checkpoint``.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"checkpoint: {str(path)!r} is a folder; give a file path, e.g. {str(path / 'fit.ckpt')!r}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Permission bits do not tell (root, read-only mounts, ACLs): create a file where saving will.
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        # strerror, not str(error): the latter names the probe file, which the caller never saw.
+        raise type(error)(f"checkpoint: cannot save to {str(path)!r}: its folder cannot be created or written "
+                          f"({error.strerror or error})") from error
+    return path
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise OSError(f"checkpoint: could not read {path}: {error}; delete it to start afresh") from error
-    if state.get("fingerprint") != fingerprint:
+
+
+def checkpoint_seed(checkpoint, fingerprint: str) -> int | None:
+    """The seed recorded in the ``checkpoint`` file of the fit ``fingerprint``; None when there is no
+    such file, or it belongs to another fit (which :func:`train` then refuses), or predates seeds.
+
+    A fit whose seed is drawn afresh each time (``random_state=None``) resumes with this seed.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        return None
+    state = _read_checkpoint(path)
+    if state.get("fingerprint") != fingerprint or state.get("seed") is None:
+        return None
+    return int(state["seed"])
+
+
+def _save(path: Path, fingerprint: str, epoch: int, network, optimizer, scheduler, history, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"fingerprint": fingerprint, "seed": int(seed), "epoch": epoch, "network": network.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history}
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def _resume(path: Path, fingerprint: str, seed: int, network, optimizer, scheduler) -> tuple[int, list[dict]]:
+    state = _read_checkpoint(path)
+    # A checkpoint from before seeds were recorded carries none; its fingerprint covers the seed.
+    if state.get("fingerprint") != fingerprint or state.get("seed", seed) != seed:
         raise ValueError(
-            f"checkpoint: {path} belongs to a different fit (other data or parameters); delete it or "
+            f"checkpoint: {path} belongs to a different fit (other data, parameters or seed); delete it or "
             f"choose another checkpoint path"
         )
     network.load_state_dict(state["network"])

@@ -160,9 +160,9 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             if backbone != "resnet26":
                 raise ValueError(f"backbone must be 'resnet26', a ResNet26 or a fitted detector, got {backbone!r}")
             record = resolve_weights(self.weights)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
-                network = resnet26(width=self.width, weights=record)
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            # A generator of its own: torch's global one is shared by every thread of the process.
+            network = resnet26(width=self.width, weights=record, generator=torch.Generator().manual_seed(seed))
             self._set_preprocessing(network.input_size, record)
             return network, record
         if isinstance(backbone, nn.Module):

@@ -129,14 +129,16 @@ def ewc_penalty(params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor],
 
 
 def diagonal_fisher(network: torch.nn.Module, inputs: torch.Tensor, names: Sequence[str], *,
-                    labels: torch.Tensor | None = None, chunk_size: int = 32) -> dict[str, torch.Tensor]:
+                    labels: torch.Tensor | None = None, chunk_size: int = 32,
+                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """The diagonal Fisher information of ``network``'s predictive distribution, per named parameter.
 
     ``F = mean over samples of (d/dtheta -log p(y | x))^2``, from per-sample gradients. The outputs are
     logits: one column is a Bernoulli (sigmoid), several a categorical (softmax). Without ``labels``,
     ``y`` is sampled from the network's own prediction (the Fisher proper, which needs no labels);
     with ``labels`` it is the empirical Fisher of those labels (0/1 for one column, class indices
-    otherwise). The network is evaluated as it is (call ``eval()`` first for BatchNorm running
+    otherwise). Sampled labels are drawn from ``generator``, a CPU generator (torch's global one when
+    None). The network is evaluated as it is (call ``eval()`` first for BatchNorm running
     statistics); its parameters are not changed and get no ``.grad``.
     """
     from torch.func import functional_call, grad, vmap
@@ -151,13 +153,13 @@ def diagonal_fisher(network: torch.nn.Module, inputs: torch.Tensor, names: Seque
 
     if labels is None:
         with torch.no_grad():
-            # Drawn on the CPU from torch's global generator: the same seed gives the same labels on
-            # any device, and no CUDA generator is advanced.
+            # Drawn on the CPU: the same seed gives the same labels on any device, and no CUDA
+            # generator is advanced.
             logits = network(inputs).reshape(inputs.shape[0], -1).float().cpu()
         if logits.shape[1] == 1:
-            labels = torch.bernoulli(torch.sigmoid(logits[:, 0]))
+            labels = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=generator)
         else:
-            labels = torch.multinomial(torch.softmax(logits, dim=1), 1)[:, 0]
+            labels = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
     labels = labels.to(inputs.device)
 
     def nll(theta, x, y):

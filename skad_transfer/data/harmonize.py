@@ -21,6 +21,8 @@ from numbers import Integral
 
 import torch
 
+from .images import intensity_range_problem
+
 
 def check_jpeg_quality(quality, name: str = "jpeg_quality") -> int | None:
     """``None`` or an int in 1..100, else a ValueError/TypeError naming ``name``."""
@@ -39,8 +41,9 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | None, *, name: str = "jp
     Parameters
     ----------
     images : torch.Tensor of shape (N, C, H, W), C in {1, 3}
-        uint8 0..255, or float 0..1 (quantised to uint8 first; values outside [0, 1] are an
-        error, since clipping them would change the images silently).
+        uint8 0..255, or float 0..1 (quantised to uint8 first; values outside [0, 1] beyond
+        :data:`~skad_transfer.data.images.INTENSITY_TOLERANCE` are an error, since clipping them
+        would change the images silently).
     quality : int in 1..100 or None
         ``None`` returns ``images`` unchanged.
     name : str
@@ -61,13 +64,14 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | None, *, name: str = "jp
     batch = images.detach().cpu()
     if batch.dtype != torch.uint8:
         if batch.is_floating_point():
-            low, high = float(batch.min()), float(batch.max())
-            if low < 0.0 or high > 1.0:
+            problem = intensity_range_problem(batch)  # the rule every float image is validated by
+            if problem is not None:
                 raise ValueError(
                     f"{name}={quality} re-encodes images as JPEG, which needs uint8 0..255 or float 0..1 "
-                    f"intensities; got floats in [{low:g}, {high:g}]. Scale them to 0..1, or set {name}=None"
+                    f"intensities; {problem}. Scale them to 0..1, or set {name}=None"
                 )
-            batch = (batch * 255.0).round_().to(torch.uint8)
+            # The clamp only takes in the rounding tolerance the rule allows (it maps onto 0 or 255).
+            batch = (batch * 255.0).round_().clamp_(0, 255).to(torch.uint8)
         else:
             batch = batch.clamp(0, 255).to(torch.uint8)
     decoded = decode_jpeg(encode_jpeg(list(batch.contiguous()), quality=quality))

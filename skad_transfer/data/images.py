@@ -1,23 +1,33 @@
 """Every accepted form of an image batch -> one canonical batch (NCHW, 3 channels), with the errors.
 
-Accepted forms (numpy arrays, anything array-like, or torch tensors):
+Accepted forms (numpy arrays, anything array-like, lists of images, or torch tensors):
 
-* ``(N, H, W, C)`` or ``(N, C, H, W)`` with ``C`` in {1, 3}; a channel count of 1 is replicated;
-* ``(N, H, W)``: grayscale;
+* ``(N, H, W, C)`` or ``(N, C, H, W)`` with ``C`` in {1, 3}; a channel count of 1 is replicated. The
+  layout is where the channel axis can be. When both axis 1 and axis 3 hold 1 or 3 (e.g.
+  ``(N, 3, 32, 3)``, ``(N, 1, 64, 3)``) both readings are possible and the batch is an error unless
+  ``image_shape=(C, H, W)`` matches exactly one of them (only ``(N, 1, 1, 1)``, where both readings
+  are the same image, needs nothing);
+* ``(N, H, W)``: grayscale. A last axis of 1 or 3 is an error (``(32, 32, 3)`` is more likely one
+  colour image without its batch axis than 32 grayscale images 3 pixels wide) unless
+  ``image_shape=(1, H, W)`` says grayscale;
 * ``(N, F)``: flattened images. Rows are read channel-major (``C, H, W``, the order of CIFAR's
   raw arrays and of ``x.reshape(len(x), -1)`` on an NCHW batch). The shape is ``image_shape`` when
   given (one entry may be ``-1``, as in ``reshape``: ``(1, 1, -1)`` reads any row as a one-pixel-high
   strip), else inferred: ``3 * s * s`` features -> ``(3, s, s)``, ``s * s`` -> ``(1, s, s)``.
 
-Intensities: integer arrays hold 0..255 (stored as uint8); float arrays hold intensities whose
-nominal range is 0..1 (stored as float32, not clipped).
+Intensities: integers hold 0..255 (stored as uint8); floats hold intensities in [0, 1] up to
+:data:`INTENSITY_TOLERANCE` (stored as float32, not clipped; :func:`intensity_range_problem` is the
+rule, shared with :func:`~skad_transfer.data.harmonize.jpeg_roundtrip`). Booleans and complex
+numbers are errors: neither says which intensity a value is. NaN and infinity are errors.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse
@@ -27,9 +37,28 @@ from sklearn.utils import check_array
 
 IMAGE_FORMS = "(N, H, W, C), (N, C, H, W) with C in {1, 3}, (N, H, W) grayscale, or (N, C*H*W) flattened"
 
+INTENSITY_TOLERANCE = 1e-3
+"""How far float intensities may leave [0, 1] (rounding in the caller's arithmetic, e.g. ``x / 255``
+computed in another precision). Below half a uint8 step (0.5 / 255), so quantising such a value
+gives 0 or 255 exactly."""
+
+
+class IntensityRangeWarning(UserWarning):
+    """Float values outside [0, 1] fed to a network as they are (no JPEG round trip to refuse them).
+
+    Tabular data read as one-pixel strips (``image_shape=(1, 1, -1)``, as scikit-learn's estimator
+    checks do) are the intended case; for images it means the scale is wrong (0..255 data, or images
+    already normalised), so the warning is a ``UserWarning`` that can be filtered by this class.
+    """
+
 
 def to_numpy(X, name: str = "X"):
-    """Torch tensors -> numpy (on the CPU); everything else passes through for check_array."""
+    """Torch tensors and lists -> numpy (on the CPU); other array-likes pass through for check_array.
+
+    Objects that are not array-like (datasets, loaders, iterators) are a ``TypeError``: ``np.asarray``
+    would walk them item by item (a map-style dataset of 100,000 images is read whole, one without an
+    ``IndexError`` never ends) or fail deep inside numpy.
+    """
     if X is None:
         raise TypeError(f"{name}: expected an image batch ({IMAGE_FORMS}), got None")
     if scipy.sparse.issparse(X):
@@ -37,11 +66,55 @@ def to_numpy(X, name: str = "X"):
     if isinstance(X, (str, bytes, dict)):
         raise TypeError(f"{name}: expected an image batch ({IMAGE_FORMS}), got {type(X).__name__}")
     if isinstance(X, torch.Tensor):
-        X = X.detach().cpu()
-        if X.dtype in (torch.bfloat16, torch.float16):
-            X = X.float()
-        return X.numpy()
+        return _tensor_to_numpy(X, name)
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        # As nested lists numpy infers the values' own dtype (check_array would make uint8 values
+        # floats 0..255), and an object array of images gets the list's one-shape check.
+        X = X.tolist()
+    if isinstance(X, (list, tuple)):
+        if X and all(isinstance(x, torch.Tensor) for x in X):
+            _check_one_shape([tuple(x.shape) for x in X], name)
+            return _tensor_to_numpy(torch.stack([x.detach().cpu() for x in X]), name)
+        with naming_errors(name):
+            _check_one_shape([np.shape(x) for x in X], name)
+            X = np.asarray(X)
+    elif not (isinstance(X, np.ndarray) or hasattr(X, "__array__") or hasattr(X, "__array_interface__")):
+        if hasattr(X, "__getitem__") and hasattr(X, "__len__"):
+            hint = ("; a map-style dataset is accepted as the outlier-exposure corpus (X_outlier= or "
+                    "outlier_exposure=), else stack its images with np.stack")
+        else:
+            hint = "; stack the images into one array first, e.g. np.stack(list(images))"
+        raise TypeError(f"{name}: expected an image batch ({IMAGE_FORMS}) as an array, tensor or list of "
+                        f"images, got {type(X).__name__}{hint}")
+    if isinstance(getattr(X, "dtype", None), np.dtype) and X.dtype.kind == "c":
+        # check_array says so too (in the words scikit-learn's check_complex_data expects), but
+        # prints the whole array in its message.
+        raise ValueError(f"{name}: Complex data not supported, got dtype {X.dtype}")
     return X
+
+
+def _tensor_to_numpy(X: torch.Tensor, name: str) -> np.ndarray:
+    if X.layout != torch.strided:
+        raise TypeError(f"{name}: sparse tensors are not supported; images must be dense (X.to_dense())")
+    if X.device.type == "meta":
+        raise ValueError(f"{name}: a tensor on the 'meta' device has a shape but no values; pass one with data")
+    X = X.detach().cpu()
+    if X.dtype in (torch.bfloat16, torch.float16):
+        X = X.float()
+    try:
+        return X.numpy()
+    except TypeError as error:  # quantized and other dtypes numpy has no counterpart for
+        raise TypeError(f"{name}: a tensor of dtype {X.dtype} is not an image batch: {error}") from None
+
+
+def _check_one_shape(shapes: list[tuple], name: str) -> None:
+    """A list of images is one batch only if every image has one shape (else numpy's "inhomogeneous" error)."""
+    for index, shape in enumerate(shapes):
+        if shape != shapes[0]:
+            raise ValueError(
+                f"{name}: a list of images must hold images of one shape, got {shapes[0]} at index 0 and "
+                f"{shape} at index {index}; resize or crop them to one size first"
+            )
 
 
 @contextmanager
@@ -55,16 +128,21 @@ def naming_errors(name: str):
         raise ValueError(f"{name}: {error}") from error
 
 
+def _parse_image_shape(image_shape) -> tuple[int, int, int]:
+    """``image_shape`` as given, checked: (C, H, W) of ints, C in {1, 3} or -1, at most one -1."""
+    shape = tuple(image_shape)
+    if (len(shape) != 3 or any(isinstance(s, bool) or not isinstance(s, Integral) for s in shape)
+            or shape[0] not in (1, 3, -1) or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape)):
+        raise ValueError(
+            f"image_shape must be (C, H, W) of ints with C in {{1, 3}} and at most one -1, got {image_shape!r}"
+        )
+    return tuple(int(s) for s in shape)
+
+
 def resolve_image_shape(n_features: int, image_shape=None, name: str = "X") -> tuple[int, int, int]:
     """The (C, H, W) that a flattened row of ``n_features`` values holds."""
     if image_shape is not None:
-        shape = tuple(int(s) for s in image_shape)
-        if len(shape) != 3 or shape[0] not in (1, 3, -1) or shape.count(-1) > 1 or any(
-            s == 0 or s < -1 for s in shape
-        ):
-            raise ValueError(
-                f"image_shape must be (C, H, W) with C in {{1, 3}} and at most one -1, got {image_shape!r}"
-            )
+        shape = _parse_image_shape(image_shape)
         known = math.prod(s for s in shape if s != -1)
         if -1 in shape:
             if n_features % known:
@@ -92,6 +170,76 @@ def resolve_image_shape(n_features: int, image_shape=None, name: str = "X") -> t
     )
 
 
+def _matches(image_shape: tuple[int, int, int], shape: tuple[int, ...]) -> bool:
+    return all(s == -1 or s == t for s, t in zip(image_shape, shape))
+
+
+def _is_channels_last(shape: tuple[int, ...], image_shape, name: str) -> bool:
+    """Whether a 4-D batch of ``shape`` is NHWC (else NCHW); an error where that is not unambiguous."""
+    first, last = shape[1] in (1, 3), shape[3] in (1, 3)
+    if first != last:
+        return last
+    if not first:
+        hint = "; drop an alpha channel with X[..., :3]" if shape[3] == 4 else ""
+        raise ValueError(f"{name}: expected 1 or 3 channels in (N, H, W, C) or (N, C, H, W), got shape {shape}{hint}")
+    nchw, nhwc = tuple(shape[1:]), (shape[3], shape[1], shape[2])
+    if nchw == nhwc == (1, 1, 1):
+        return False  # one pixel: both readings are the same image
+    if image_shape is not None:
+        hint = _parse_image_shape(image_shape)
+        fits = [_matches(hint, nchw), _matches(hint, nhwc)]
+        if fits.count(True) == 1:
+            return fits[1]
+        if nchw == nhwc:
+            raise ValueError(
+                f"{name}: shape {shape} is NCHW or NHWC of {nchw} images, and image_shape={image_shape!r} cannot "
+                f"tell them apart; flatten an NCHW batch, X.reshape(len(X), -1), whose rows are read channel-major"
+            )
+        said = f"; image_shape={image_shape!r} matches {'both' if all(fits) else 'neither'}"
+    else:
+        said = ""
+    raise ValueError(
+        f"{name}: shape {shape} is ambiguous: as NCHW it holds {nchw[0]}-channel {nchw[1]}x{nchw[2]} images, as "
+        f"NHWC {nhwc[0]}-channel {nhwc[1]}x{nhwc[2]} images{said}. Pass image_shape=(C, H, W) to say which: "
+        f"image_shape={nchw} for NCHW, image_shape={nhwc} for NHWC"
+    )
+
+
+def _check_grayscale(shape: tuple[int, ...], image_shape, name: str) -> None:
+    """A 3-D batch is grayscale; one whose last axis could be channels must be said to be."""
+    if shape[2] not in (1, 3) or (image_shape is not None and _matches(_parse_image_shape(image_shape),
+                                                                        (1, *shape[1:]))):
+        return
+    raise ValueError(
+        f"{name}: shape {shape} is ambiguous: {shape[0]} grayscale {shape[1]}x{shape[2]} images, or one "
+        f"{shape[0]}x{shape[1]} image with {shape[2]} channel(s) and no batch axis. Pass X[None] for one "
+        f"image, or image_shape=(1, {shape[1]}, {shape[2]}) for grayscale images"
+    )
+
+
+def intensity_range_problem(images) -> str | None:
+    """What is wrong with a float batch as intensities in [0, 1], or None when nothing is.
+
+    The one rule for float intensities, used where images are validated (:func:`as_image_batch`)
+    and where they are quantised (:func:`~skad_transfer.data.harmonize.jpeg_roundtrip`): values
+    may leave [0, 1] by :data:`INTENSITY_TOLERANCE`. ``images`` is a numpy array or a tensor; integer
+    and empty batches are not checked here.
+
+    Returns
+    -------
+    problem : str or None
+        E.g. ``"got floats in [0, 255] (0..255 data? divide by 255, or pass uint8)"``.
+    """
+    floating = images.is_floating_point() if isinstance(images, torch.Tensor) else np.dtype(images.dtype).kind == "f"
+    if not floating or math.prod(images.shape) == 0:
+        return None
+    low, high = float(images.min()), float(images.max())
+    if low >= -INTENSITY_TOLERANCE and high <= 1.0 + INTENSITY_TOLERANCE:
+        return None
+    hint = " (0..255 data? divide by 255, or pass uint8)" if low >= -INTENSITY_TOLERANCE and 2 < high <= 255.5 else ""
+    return f"got floats in [{low:g}, {high:g}]{hint}"
+
+
 @dataclass(frozen=True)
 class ImageBatch:
     """A canonical batch: ``data`` is NCHW with 3 channels, uint8 (0..255) or float32 (0..1).
@@ -103,41 +251,68 @@ class ImageBatch:
     source_shape: tuple[int, int, int]
 
 
-def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = False) -> ImageBatch:
+def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = False,
+                   out_of_range: str = "raise", range_hint: str = "") -> ImageBatch:
     """Validate ``X`` and convert it to an :class:`ImageBatch` (CPU tensor, no copy where possible).
 
-    Raises ``TypeError`` for non-array input and ``ValueError`` for empty, non-finite, non-numeric,
-    wrongly shaped input or integers outside 0..255; every message names ``name``.
+    Parameters
+    ----------
+    X : array-like, list of images or tensor
+        Any form in the module docstring.
+    name : str, default="X"
+        The argument named in errors.
+    image_shape : tuple (C, H, W), optional
+        How to read flattened rows, and which layout an ambiguous 3-D or 4-D batch has.
+    validated : bool, default=False
+        ``X`` already went through ``check_array`` (numeric, finite, at least one row).
+    out_of_range : {"raise", "warn"}, default="raise"
+        What float values outside [0, 1] (beyond :data:`INTENSITY_TOLERANCE`) are: a ``ValueError``,
+        or an :class:`IntensityRangeWarning` for callers that feed them to a network as they are.
+    range_hint : str, default=""
+        Appended to that error's message: what needs intensities, and how to do without.
+
+    Returns
+    -------
+    batch : ImageBatch
+
+    Raises
+    ------
+    TypeError
+        For input that is not an array, tensor or list of images.
+    ValueError
+        For empty, non-finite, non-numeric, boolean, complex or ambiguously or wrongly shaped input,
+        integers outside 0..255 and (with ``out_of_range="raise"``) floats outside [0, 1]. Every
+        message names ``name``.
     """
     if not validated:
+        X = to_numpy(X, name)
         with naming_errors(name):
             X = check_array(
-                to_numpy(X, name), accept_sparse=False, dtype="numeric", ensure_all_finite=True,
+                X, accept_sparse=False, dtype="numeric", ensure_all_finite=True,
                 allow_nd=True, ensure_min_samples=1, input_name=name,
             )
     X = np.asarray(X)
+    if X.ndim in (3, 4) and min(X.shape[1:]) == 0:
+        raise ValueError(f"{name}: images must not be empty, got shape {X.shape}")
     if X.ndim == 2:
         shape = resolve_image_shape(X.shape[1], image_shape, name)
         X = X.reshape((X.shape[0], *shape))
         channels_last = False
     elif X.ndim == 3:
+        _check_grayscale(X.shape, image_shape, name)
         X = X[:, None]
         channels_last = False
     elif X.ndim == 4:
-        if X.shape[1] in (1, 3):
-            channels_last = False
-        elif X.shape[3] in (1, 3):
-            channels_last = True
-        else:
-            raise ValueError(
-                f"{name}: expected 1 or 3 channels in (N, H, W, C) or (N, C, H, W), got shape {X.shape}"
-            )
+        channels_last = _is_channels_last(X.shape, image_shape, name)
     else:
         raise ValueError(f"{name}: expected {IMAGE_FORMS}; got an array of shape {X.shape}")
-    if min(X.shape[1:]) == 0:
-        raise ValueError(f"{name}: images must not be empty, got shape {X.shape}")
 
-    if X.dtype.kind in "iub":
+    if X.dtype.kind == "b":
+        raise ValueError(
+            f"{name}: boolean images are ambiguous (is True intensity 1 or white?); convert them, e.g. "
+            f"X.astype(np.uint8) * 255 for black and white"
+        )
+    if X.dtype.kind in "iu":
         if X.dtype != np.uint8 and X.size:
             low, high = X.min(), X.max()
             if low < 0 or high > 255:
@@ -145,6 +320,13 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
         X = X.astype(np.uint8, copy=False)
     elif X.dtype.kind == "f":
         X = X.astype(np.float32, copy=False)
+        problem = intensity_range_problem(X)
+        if problem is not None:
+            message = f"{name}: float images must hold intensities in [0, 1] (integers: 0..255); {problem}"
+            if out_of_range == "raise":
+                raise ValueError(message + range_hint)
+            warnings.warn(f"{message}. They are fed to the network as they are", IntensityRangeWarning,
+                          stacklevel=3)
     else:
         raise TypeError(f"{name}: expected a numeric image array, got dtype {X.dtype}")
 

@@ -57,11 +57,14 @@ class ADIBDetector(RecipeDetector):
         Passes over the normal set instead of ``steps`` (``epochs=100, lr=0.1`` is the paper's
         schedule); when set, ``steps`` is ignored.
     batch_size : int, default=128
-        Images per step: half normal, half OE (the paper's 64 + 64).
+        Images per step: half normal, half OE (the paper's 64 + 64). A normal set smaller than
+        ``batch_size // 2`` is taken whole at every step (with as many OE images).
     lr : float, default=0.01
         SGD learning rate. The paper uses 0.1 for 100 epochs with an ImageNet theta0; 0.01 is the
         default because short fine-tunes at 0.1 erase a smaller prior within a few hundred steps
-        (``docs/design.md``). Pass ``lr=0.1`` for the paper's schedule.
+        (``docs/design.md``). Pass ``lr=0.1`` for the paper's schedule. Too large a rate makes
+        training diverge: ``fit`` then raises :class:`~skad_transfer.engine.TrainingDivergedError`
+        (a ``FloatingPointError``) rather than return a model that scores NaN.
     momentum : float, default=0.9
     weight_decay : float, default=1e-4
         Applied by SGD to every trainable parameter, as in the paper.
@@ -77,8 +80,13 @@ class ADIBDetector(RecipeDetector):
         compute it natively (AVX512-BF16/AMX; several times faster there), float32 elsewhere.
         Parameters, optimizer state and the L2-SP penalty always stay float32.
     checkpoint : path-like, optional
-        Save the training state here after every epoch; a fit with the same data and parameters
-        resumes from it after an interruption.
+        Save the training state here after every epoch (at most every 50 steps, and at the end); a
+        fit with the same data and parameters resumes from it after an interruption, with the same
+        result as an uninterrupted fit. The file records the fit's seed, so a fit with
+        ``random_state=None`` resumes too: run it again with the same data, parameters and path
+        (delete the file to start afresh with a new seed). The path is checked before training
+        (not a folder, its folder creatable and writable). The file holds tensors and numbers only
+        and is read with ``torch.load(weights_only=True)``.
     jpeg_quality : int in 1..100 or None, default=75
         Every image the network sees, normal, outlier exposure and scored alike, first makes one JPEG
         round trip at this quality (:mod:`skad_transfer.data.harmonize`). This erases the low-level
@@ -87,8 +95,9 @@ class ADIBDetector(RecipeDetector):
         on CIFAR-10 with a Tiny-ImageNet corpus it is worth 18 AUC points (``docs/design.md``).
         Float images must lie in [0, 1]. ``None`` feeds the images as they are.
     random_state : int, RandomState or None, default=None
-        Seeds the head's initialisation, batch order, OE draws and augmentation. Two CPU fits with
-        the same integer seed give identical scores.
+        Seeds the head's initialisation, batch order, OE draws and augmentation, drawn from
+        generators of the fit's own (never torch's global generator): two CPU fits with the same
+        integer seed give identical scores, also when they run at the same time in threads.
     verbose : bool or int, default=True
         Show a progress bar for fits that run longer than 5 seconds; ``False`` never shows one.
 

@@ -11,14 +11,22 @@ scores, ``offset_`` and pickling.
 Scores follow scikit-learn: ``score_samples`` is higher for more normal samples (the negated anomaly
 logit), ``decision_function = score_samples - offset_`` is negative for outliers and ``predict``
 returns -1 (outlier) / +1 (inlier).
+
+A fit draws every random number from generators of its own, seeded from ``random_state`` (never
+from torch's global generator, which all threads share), so fits running at the same time in
+threads give the same scores as one after the other. A fit that fails (an error, a divergence, a
+``KeyboardInterrupt``) leaves the estimator as it was before the call. Pickles carry the package
+version; unpickling under another version warns with :class:`InconsistentVersionWarning`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import inspect
 import os
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,11 +40,66 @@ from torch import nn
 from ..data.corpora import OutlierCorpus, resolve_corpus
 from ..data.harmonize import check_jpeg_quality
 from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
-from ..engine import PRECISIONS, TrainingData, TrainSettings, apply_batched, resolve_device, train
+from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
+                      check_checkpoint_path, checkpoint_seed, resolve_device, train)
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 BACKBONES = ("resnet26",)
+
+_VERSION_KEY = "_skad_transfer_version"
+"""Where pickled estimators keep the skad-transfer version that pickled them."""
+
+DIVERGENCE_CHECK_SIZE = 64
+"""Training images scored after a fit to make sure the model does not score NaN (one scoring batch)."""
+
+
+class InconsistentVersionWarning(UserWarning):
+    """An estimator was unpickled by another skad-transfer version than the one that pickled it.
+
+    The fitted network and attributes may not mean the same thing in this version: refit, or load
+    the pickle with the version it names. Like every pickle, it runs code when loaded: load only
+    files you trust.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str
+        The version that pickled the estimator (``"unknown"`` for pickles made before versions
+        were recorded).
+    current_version : str
+    """
+
+    def __init__(self, *, estimator_name: str, original_version: str, current_version: str):
+        self.estimator_name = estimator_name
+        self.original_version = original_version
+        self.current_version = current_version
+        super().__init__(
+            f"{estimator_name} was pickled by skad-transfer version {original_version} and is loaded by "
+            f"version {current_version}; its fitted state may not be valid here: refit it, or load it "
+            f"with skad-transfer {original_version}"
+        )
+
+
+def keep_state_on_failure(fit):
+    """Decorate ``fit`` so that an exception (``KeyboardInterrupt`` included) leaves the estimator as
+    it was before the call: fitted by its previous ``fit``, or unfitted.
+
+    Without it a failed refit would leave a mixture, e.g. the previous network with the new fit's
+    preprocessing or centre, which scores without error and gives wrong results.
+    """
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        # Attributes are replaced, never mutated in place, by fit: a shallow copy is a snapshot.
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return wrapper
 
 
 def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
@@ -46,8 +109,19 @@ def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
     estimator of the package accepts the same inputs with the same errors. With ``reset=True`` (in
     ``fit``) it records ``n_features_in_``, ``image_shape_`` and, for DataFrames, ``feature_names_in_``
     on ``estimator``; afterwards flattened input is checked against them.
+
+    The ``image_shape`` parameter (when it is None after fit, the fitted ``image_shape_``) also says
+    which layout a batch has that reads both as NCHW and as NHWC. Float values outside [0, 1] are an
+    error when the images will make a JPEG round trip (``jpeg_quality``; ``jpeg_quality_`` after fit),
+    which needs intensities; without one the network gets them as they are, with an
+    :class:`~skad_transfer.data.images.IntensityRangeWarning`, since scikit-learn's checks (and
+    tabular uses, ``image_shape=(1, 1, -1)``) pass features of any range.
     """
     X = to_numpy(X, "X")
+    jpeg_quality = getattr(estimator, "jpeg_quality" if reset else "jpeg_quality_", None)
+    out_of_range = "warn" if jpeg_quality is None else "raise"
+    range_hint = (f". The JPEG round trip (jpeg_quality={jpeg_quality}) needs intensities; a detector fitted "
+                  f"with jpeg_quality=None takes other values as they are")
     if hasattr(X, "columns") or np.asarray(X).ndim == 2:
         with naming_errors("X"):
             X = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_all_finite=True,
@@ -55,15 +129,129 @@ def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
         shape = estimator.image_shape if reset else getattr(estimator, "image_shape_", None)
         if reset:
             estimator.image_shape_ = resolve_image_shape(X.shape[1], estimator.image_shape, "X")
-        batch = as_image_batch(X, name="X", image_shape=shape, validated=True)
+        batch = as_image_batch(X, name="X", image_shape=shape, validated=True, out_of_range=out_of_range,
+                               range_hint=range_hint)
     else:
-        batch = as_image_batch(X, name="X")
+        layout = estimator.image_shape
+        if layout is None and not reset:
+            layout = getattr(estimator, "image_shape_", None)
+        batch = as_image_batch(X, name="X", image_shape=layout, out_of_range=out_of_range, range_hint=range_hint)
         if reset:
             estimator.n_features_in_ = int(np.prod(batch.source_shape))
             estimator.image_shape_ = batch.source_shape
             if hasattr(estimator, "feature_names_in_"):
                 del estimator.feature_names_in_
     return batch.data
+
+
+LABEL_CONVENTION = "+1 normal, -1 anomaly"
+"""Novelty labels, as ``fit`` reads its ``y``."""
+
+
+def check_novelty_labels(y, n_samples: int, *, name: str = "y") -> np.ndarray:
+    """The normal rows that novelty labels select: ``y == +1`` (normal) as opposed to ``-1`` (anomaly).
+
+    Nothing else is read as labels. 0/1 labels (PyOD's convention, 1 = anomaly) or class labels
+    would all count as "not -1" and train on the anomalies as if they were normal; booleans, NaN and
+    other values do not say which rows are normal.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+        +1 or -1 per row, as ints or floats.
+    n_samples : int
+        The rows of X that ``y`` labels.
+    name : str, default="y"
+        The argument named in errors.
+
+    Returns
+    -------
+    normal : ndarray of bool, shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        For another shape, length, dtype or value, or when no row is normal; the message names
+        ``name`` and states the convention.
+    """
+    labels = np.asarray(y)
+    if labels.ndim != 1:
+        raise ValueError(f"{name}: expected 1-D labels of shape ({n_samples},) ({LABEL_CONVENTION}), "
+                         f"got shape {labels.shape}")
+    if labels.shape[0] != n_samples:
+        raise ValueError(f"{name}: expected {n_samples} labels (one per row of X; {LABEL_CONVENTION}), "
+                         f"got {labels.shape[0]}")
+    if labels.dtype.kind == "b":
+        raise ValueError(f"{name}: boolean labels are ambiguous (does True mark normal rows or anomalies?); "
+                         f"pass {LABEL_CONVENTION}, e.g. np.where(is_anomaly, -1, 1)")
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"{name}: Unknown label type: expected numeric labels ({LABEL_CONVENTION}), "
+                         f"got dtype {labels.dtype}")
+    valid = (labels == 1) | (labels == -1)
+    if not valid.all():
+        found = np.unique(labels)  # NaNs collapse into one
+        shown = ", ".join(f"{v:g}" for v in found[:6].tolist()) + (", ..." if len(found) > 6 else "")
+        hint = ""
+        if np.isin(labels, (0, 1)).all():
+            hint = ("; for 0/1 labels with 1 = anomaly (PyOD's convention) pass np.where(y == 1, -1, 1), "
+                    "with 1 = normal np.where(y == 1, 1, -1)")
+        raise ValueError(f"{name}: labels must be +1 (normal) or -1 (anomaly), got values {{{shown}}}{hint}")
+    normal = labels == 1
+    if not normal.any():
+        raise ValueError(f"{name}: every row is labelled -1 (anomaly); at least one normal (+1) row is needed")
+    return normal
+
+
+def split_second_argument(y, *, name: str = "y") -> tuple[object, np.ndarray | None]:
+    """What ``fit``'s second argument is: ``(corpus, None)``, ``(None, labels)`` or ``(None, None)``.
+
+    scikit-learn passes labels there (``GridSearchCV``, ``cross_val_score``), users the OE corpus
+    (``fit(X_normal, X_outlier)``). They are told apart by type and shape, without reading data:
+
+    * None: neither;
+    * a corpus name, a path or an :class:`~skad_transfer.data.corpora.OutlierCorpus`: the corpus;
+    * an array, tensor or list: 1-D is labels, 2-D or more the corpus (kept as given, so that a
+      memory map or an h5py array is read lazily). One column, ``(n, 1)``, is an error: it is as much
+      a column of labels as n one-pixel images;
+    * a map-style dataset (``__getitem__`` and ``__len__``): the corpus, as for ``X_outlier=``;
+    * a ``DataLoader``, an iterable dataset, an iterator or anything else: a ``TypeError``. A corpus
+      is drawn from at random, which needs random access, and ``np.asarray`` would walk them whole.
+    """
+    if y is None:
+        return None, None
+    if isinstance(y, (str, os.PathLike, OutlierCorpus)):
+        return y, None
+    if isinstance(y, torch.utils.data.DataLoader):
+        raise TypeError(f"{name}: a DataLoader cannot be the outlier-exposure corpus, which is drawn from at random "
+                        f"and needs random access; pass its dataset instead, X_outlier=loader.dataset (items: "
+                        f"images or (image, label) pairs)")
+    shape = None
+    if isinstance(y, (list, tuple)):
+        shape = (len(y), *np.shape(y[0])) if len(y) else (0,)
+    elif hasattr(y, "shape"):
+        shape = tuple(y.shape)
+    elif hasattr(y, "__array__") or hasattr(y, "__array_interface__"):
+        y = np.asarray(y)  # an array-like without a shape (scikit-learn's _NotAnArray) converts as a whole
+        shape = y.shape
+    if shape is not None:
+        if len(shape) == 1:
+            return None, np.asarray(to_numpy(y, name))
+        if len(shape) == 2 and shape[1] == 1:
+            raise ValueError(
+                f"{name}: shape {shape} is ambiguous: a column of labels, or {shape[0]} one-pixel images? Pass labels "
+                f"1-D ({LABEL_CONVENTION}; y.ravel()), or the outlier-exposure corpus by keyword, X_outlier="
+            )
+        if len(shape) >= 2:
+            return y, None
+    elif (hasattr(y, "__getitem__") and hasattr(y, "__len__")
+          and not isinstance(y, torch.utils.data.IterableDataset)):
+        return y, None
+    hint = ("; an iterator cannot be drawn from at random: collect its images into an array and pass it as "
+            "X_outlier= (or outlier_exposure=)") if hasattr(y, "__iter__") else ""
+    raise TypeError(
+        f"{name}: fit's second argument is 1-D labels ({LABEL_CONVENTION}) or an outlier-exposure corpus (an image "
+        f"array or tensor, a corpus name or path, or an indexable dataset), got {type(y).__name__}{hint}"
+    )
 
 
 class TransferDetector(OutlierMixin, BaseEstimator):
@@ -144,11 +332,15 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclass hooks
-    def _adapt(self, network: nn.Module, data: TrainingData) -> tuple[list[nn.Parameter], object]:
+    def _adapt(self, network: nn.Module, data: TrainingData, *,
+               generator: torch.Generator) -> tuple[list[nn.Parameter], object]:
         """Prepare ``network`` (holding theta0, on the training device) for training.
 
         ``data`` gives access to the training images (e.g. to compute a centre or a Fisher matrix).
-        Returns the parameters to optimise and a ``penalty()`` callable (or None) added to the loss.
+        ``generator`` (a CPU generator seeded by the fit) is the source of any random draw, and new
+        modules must be initialised from it (or start deterministic): torch's global generator is
+        shared by every thread. Returns the parameters to optimise and a ``penalty()`` callable (or
+        None) added to the loss.
         """
         raise NotImplementedError
 
@@ -170,19 +362,23 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
+    @keep_state_on_failure
     def fit(self, X, y=None, X_outlier=None):
         """Fit the detector on normal images, contrasted with an outlier-exposure corpus.
 
         Parameters
         ----------
-        X : array-like or tensor
+        X : array-like, list of images or tensor
             Normal training images: (N, H, W, C), (N, C, H, W), (N, H, W) or flattened (N, C*H*W);
-            uint8 0..255 or float 0..1.
+            uint8 0..255 or float 0..1 (the input rules: ``docs/design.md``, "Input rules").
         y : None, array-like of shape (N,), image batch, or corpus specification
-            scikit-learn's second argument. 1-D labels (+1 normal, -1 anomaly) select the normal rows
-            to train on, which is how ``GridSearchCV(..., scoring="roc_auc")`` runs the novelty
-            protocol fold by fold. A batch of images (or a corpus name, path or object) is taken as
-            the outlier-exposure corpus, so ``fit(X_normal, X_outlier)`` works positionally.
+            scikit-learn's second argument. 1-D labels, +1 normal and -1 anomaly (nothing else: 0/1,
+            booleans or NaN are an error), select the normal rows to train on, which is how
+            ``GridSearchCV(..., scoring="roc_auc")`` runs the novelty protocol fold by fold. An array
+            or tensor of 2 or more dimensions, a corpus name or path, an ``OutlierCorpus`` or a
+            map-style dataset is taken as the outlier-exposure corpus, so ``fit(X_normal, X_outlier)``
+            works positionally. A single column ``(N, 1)``, a ``DataLoader`` or an iterator is an
+            error.
         X_outlier : image batch or corpus specification, optional
             The outlier-exposure corpus, by keyword. Overrides nothing: giving it together with an
             OE corpus in ``y`` is an error; it takes precedence over the ``outlier_exposure``
@@ -191,6 +387,18 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         self : object
+
+        Raises
+        ------
+        TrainingDivergedError
+            When the loss, the weights or the scores of the training images become NaN or infinite
+            (typically ``lr`` too large); a fit never returns a model that scores NaN.
+
+        Notes
+        -----
+        A fit that raises (``KeyboardInterrupt`` included) leaves the estimator as it was before
+        the call; with ``checkpoint=`` the last saved state stays on disk, and the same fit resumes
+        from it.
         """
         X, y_outlier = self._split_fit_arguments(X, y)
         if y_outlier is not None and X_outlier is not None:
@@ -211,28 +419,23 @@ class TransferDetector(OutlierMixin, BaseEstimator):
                                     else "outlier_exposure")
 
         device = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed, fingerprint = self._seed_and_fingerprint(X, corpus)
         record = resolve_weights(self.weights)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            network = self._build_network(record).to(device)
+        # The fit's own generators, not torch's global one, which concurrent fits in threads share.
+        network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
         self.weights_ = record
         self.input_size_ = network.input_size if isinstance(network, ResNet26) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
         data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
-            parameters, penalty = self._adapt(network, data)
+        parameters, penalty = self._adapt(network, data, generator=torch.Generator().manual_seed(seed + 1))
 
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
-            checkpoint=self.checkpoint, description=type(self).__name__,
+            checkpoint=self.checkpoint, fingerprint=fingerprint, description=type(self).__name__,
         )
-        if self.checkpoint is not None:
-            settings.fingerprint = self._fingerprint(X, corpus, seed)
         self.history_ = train(network, data, self._objective(), parameters, settings,
                               mean=self.mean_, std=self.std_, penalty=penalty)
         network.eval()
@@ -240,43 +443,49 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.network_ = network
         self.device_ = device
         self.n_iter_ = len(self.history_)
+        # Finite weights can still overflow in the forward pass (and the engine checks the loss
+        # before each step, not the model after the last one): score a batch of training images.
+        self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
         if self.contamination == "auto":
             self.offset_ = float(self._auto_offset(X))
         else:
             self.offset_ = float(np.percentile(self._score(X), 100.0 * self.contamination))
+        self._check_finite(np.array([self.offset_]), "offset_")
         return self
+
+    def _check_finite(self, values: np.ndarray, what: str) -> None:
+        if not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0]
+            raise TrainingDivergedError(
+                f"training diverged: the fitted model's {what} include {bad} (lr={self.lr:g}); lower lr "
+                f"(e.g. 10x), or check the inputs"
+            )
+
+    def _seed_and_fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None) -> tuple[int, str]:
+        """The fit's seed, and the fingerprint that identifies its ``checkpoint`` ("" without one).
+
+        An integer ``random_state`` fixes the seed. Otherwise the seed is drawn (from the
+        RandomState, or from numpy's global one for None, as in scikit-learn), unless the
+        checkpoint of this very fit (same data and parameters) exists: then it is the seed the
+        checkpoint recorded, or the fit could never resume.
+        """
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if self.checkpoint is None:
+            return seed, ""
+        check_checkpoint_path(self.checkpoint)  # before any work: a bad path fails now, not after an epoch
+        fixed = isinstance(self.random_state, Integral)
+        fingerprint = self._fingerprint(X, corpus, seed if fixed else None)
+        if not fixed:
+            recorded = checkpoint_seed(self.checkpoint, fingerprint)
+            seed = seed if recorded is None else recorded
+        return seed, fingerprint
 
     def _split_fit_arguments(self, X, y):
         """Validate X; split ``y`` into (normal rows of X, OE corpus spec or None)."""
-        X_raw = to_numpy(X, "X")
-        y_outlier = None
-        labels = None
-        if y is not None:
-            if isinstance(y, (str, os.PathLike, OutlierCorpus)):
-                y_outlier = y
-            else:
-                y_array = np.asarray(to_numpy(y, "y"))
-                y_shape = y_array.shape
-                if len(y_shape) >= 2:
-                    y_outlier = y
-                elif len(y_shape) == 1:
-                    labels = y_array
-                else:
-                    raise ValueError(f"y: expected 1-D labels or an image batch, got {type(y).__name__} {y_shape}")
-        images = self._validate_images(X_raw, reset=True)
+        y_outlier, labels = split_second_argument(y)
+        images = self._validate_images(X, reset=True)
         if labels is not None:
-            if labels.shape[0] != images.shape[0]:
-                raise ValueError(
-                    f"y: expected {images.shape[0]} labels (one per row of X; +1 normal, -1 anomaly), "
-                    f"got {labels.shape[0]}"
-                )
-            if labels.dtype.kind not in "iufb":
-                raise ValueError(
-                    f"y: Unknown label type: expected numeric labels (+1 normal, -1 anomaly), got dtype {labels.dtype}"
-                )
-            normal = labels != -1
-            if not normal.any():
-                raise ValueError("y: every row is labelled -1 (anomaly); at least one normal (+1) row is needed")
+            normal = check_novelty_labels(labels, images.shape[0])
             if not normal.all():
                 images = images[torch.from_numpy(normal)]
         return images, y_outlier
@@ -284,7 +493,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
     def _validate_images(self, X, *, reset: bool) -> torch.Tensor:
         return validate_images(self, X, reset=reset)
 
-    def _build_network(self, record: WeightsRecord | None) -> nn.Module:
+    def _build_network(self, record: WeightsRecord | None, generator: torch.Generator) -> nn.Module:
+        """theta0 with a fresh one-logit head, on the CPU; random initialisations come from ``generator``."""
         if isinstance(self.backbone, nn.Module):
             if self.width is not None:
                 raise ValueError("width applies to backbone='resnet26' only, not to a module backbone")
@@ -296,7 +506,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
                 else:
                     network.load_state_dict(state)
             if isinstance(network, ResNet26):
-                network.reset_head(1)
+                network.reset_head(1, generator)
                 return network
             self._check_module_output(network)
             return network
@@ -305,29 +515,39 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         size = self.input_size
         if size is not None and size not in SUPPORTED_INPUT_SIZES:
             raise ValueError(f"input_size must be one of {SUPPORTED_INPUT_SIZES} or None, got {size!r}")
-        network = resnet26(width=self.width, input_size=size, weights=record, num_classes=1)
-        network.reset_head(1)  # the AD head is always fresh, whatever head theta0 came with
+        network = resnet26(width=self.width, input_size=size, weights=record, num_classes=1, generator=generator)
+        network.reset_head(1, generator)  # the AD head is always fresh, whatever head theta0 came with
         return network
 
     def _check_module_output(self, network: nn.Module) -> None:
         size = self.input_size or 32
         was_training = network.training
         network.eval()
-        with torch.no_grad():
-            out = network(torch.zeros(2, 3, size, size))
-        network.train(was_training)
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((2, 1), (2,)):
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise TypeError(
-                f"backbone: a module backbone must map (N, 3, {size}, {size}) images to (N, 1) anomaly "
-                f"logits, got output {shape}"
-            )
+        expected = f"a module backbone must map (N, 3, {size}, {size}) images to (N, 1) anomaly logits"
+        try:
+            # Two batch sizes: an output whose shape ignores the batch size (a fixed reshape, say)
+            # passes with one and would fail only at scoring time, after the whole fit.
+            for n in (2, 3):
+                try:
+                    with torch.no_grad():
+                        out = network(torch.zeros(n, 3, size, size))
+                except Exception as error:
+                    raise TypeError(f"backbone: {expected}, but a batch of N={n} raised "
+                                    f"{type(error).__name__}: {error}") from error
+                if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((n, 1), (n,)):
+                    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                    raise TypeError(f"backbone: {expected}, got output {shape} for a batch of N={n}")
+        finally:
+            network.train(was_training)
 
-    def _fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None, seed: int) -> str:
+    def _fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None, seed: int | None) -> str:
+        """What identifies a fit for its checkpoint: class, parameters, data and ``seed`` (None for a
+        drawn seed, which the checkpoint records instead; then ``random_state`` is left out too)."""
         digest = hashlib.sha256()
-        params = {k: v for k, v in self.get_params().items() if k not in ("verbose", "checkpoint", "device")}
+        excluded = ("verbose", "checkpoint", "device") + (() if seed is not None else ("random_state",))
+        params = {k: v for k, v in self.get_params().items() if k not in excluded}
         digest.update(repr(sorted((k, repr(v)) for k, v in params.items())).encode())
-        digest.update(f"{type(self).__name__}/{seed}/{tuple(X.shape)}".encode())
+        digest.update(f"{type(self).__name__}/{'drawn' if seed is None else seed}/{tuple(X.shape)}".encode())
         digest.update(X.contiguous().numpy().tobytes())
         if corpus is not None:
             digest.update(f"{len(corpus)}/{corpus.path}".encode())
@@ -367,6 +587,27 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``."""
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
+    def fit_predict(self, X, y=None, **kwargs):
+        """Fit on ``X`` and return -1 (outlier) / +1 (inlier) for every row of ``X``.
+
+        scikit-learn's ``OutlierMixin.fit_predict`` drops ``y``, which here is labels or the
+        outlier-exposure corpus; this one passes ``y`` and ``X_outlier=`` on to :meth:`fit`.
+
+        Parameters
+        ----------
+        X : array-like, list of images or tensor
+            As for :meth:`fit`; all rows are predicted, also those ``y`` labels -1.
+        y : None, labels or corpus specification
+            As for :meth:`fit`.
+        **kwargs : dict
+            Passed on to :meth:`fit` (``X_outlier=``).
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, y, **kwargs).predict(X)
+
     # ------------------------------------------------------------------ sklearn plumbing
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "network_")
@@ -392,8 +633,11 @@ class TransferDetector(OutlierMixin, BaseEstimator):
 
 def portable_network_state(state) -> dict:
     """``__getstate__`` for estimators holding ``network_`` on ``device_``: CPU tensors in the pickle,
-    so that a model fitted on CUDA loads anywhere."""
+    so that a model fitted on CUDA loads anywhere, and the skad-transfer version that pickled it."""
+    from .. import __version__  # at call time: the package imports this module before it sets it
+
     state = dict(state)  # object.__getstate__ returns the live __dict__
+    state[_VERSION_KEY] = __version__
     if "network_" in state:
         network = state["network_"]
         state["network_"] = copy.deepcopy(network).cpu() if any(
@@ -403,8 +647,18 @@ def portable_network_state(state) -> dict:
 
 
 def restore_network_device(estimator, state) -> None:
-    """The ``__setstate__`` half of :func:`portable_network_state`: back to ``device_``, or to the CPU
-    where that CUDA device does not exist."""
+    """The ``__setstate__`` half of :func:`portable_network_state`, called after the state is set:
+    back to ``device_``, or to the CPU where that CUDA device does not exist; warns with
+    :class:`InconsistentVersionWarning` when another skad-transfer version (or one from before
+    versions were recorded) pickled it."""
+    from .. import __version__
+
+    estimator.__dict__.pop(_VERSION_KEY, None)
+    original = state.get(_VERSION_KEY, "unknown")
+    if original != __version__:
+        warnings.warn(InconsistentVersionWarning(estimator_name=type(estimator).__name__,
+                                                 original_version=original, current_version=__version__),
+                      stacklevel=3)
     if "network_" in state:
         device = torch.device(state["device_"])
         if device.type == "cuda" and (not torch.cuda.is_available() or

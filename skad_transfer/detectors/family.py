@@ -112,13 +112,17 @@ def theta0_classifier_head(record) -> tuple[torch.Tensor, torch.Tensor | None] |
     return weight, state.get("linears.bias")
 
 
-def _with_head(network: ResNet26, head) -> ResNet26:
-    """``network`` with its head replaced by theta0's classifier head (in place)."""
+def _with_head(network: ResNet26, head, generator: torch.Generator) -> ResNet26:
+    """``network`` with its head replaced by theta0's classifier head (in place).
+
+    The new head's random initialisation (overwritten at once) draws from ``generator``, so that
+    torch's global generator is left alone.
+    """
     weight, bias = head
     if weight.shape[1] != network.feature_dim:
         raise ValueError(f"weights: the classifier head has {weight.shape[1]} inputs, the network "
                          f"{network.feature_dim}")
-    network.reset_head(int(weight.shape[0]))
+    network.reset_head(int(weight.shape[0]), generator)
     with torch.no_grad():
         network.linears.weight.copy_(weight)
         if bias is not None:
@@ -167,7 +171,7 @@ class RecipeDetector(TransferDetector):
         return self._recipe().uses_outlier_exposure
 
     # ------------------------------------------------------------------ training
-    def _adapt(self, network, data):
+    def _adapt(self, network, data, *, generator):
         recipe = self._recipe()
         if recipe.loss in ("dsvdd", "doc") and not isinstance(network, ResNet26):
             raise TypeError(
@@ -183,7 +187,7 @@ class RecipeDetector(TransferDetector):
                     "classification head of 2 or more classes, e.g. weights='default'; "
                     f"weights={self.weights!r} has none"
                 )
-            _with_head(network, head)
+            _with_head(network, head, generator)
             teacher = copy.deepcopy(network).eval().requires_grad_(False)
 
         # Captured before adapters exist: a regularizer covers only what theta0 provides.
@@ -192,7 +196,7 @@ class RecipeDetector(TransferDetector):
             candidates = regularized_parameters(network, recipe.regularizer)
         fisher = None
         if recipe.regularizer == "ewc" and recipe.ewc_lambda > 0:
-            fisher = self._theta0_fisher(network, data, candidates)
+            fisher = self._theta0_fisher(network, data, candidates, generator)
 
         if recipe.adapters:
             add_residual_adapters(network)
@@ -259,19 +263,19 @@ class RecipeDetector(TransferDetector):
         # keeps no reference to the teacher network.
         return self.__dict__.pop("_fit_objective")
 
-    def _theta0_fisher(self, network: nn.Module, data, candidates) -> list[torch.Tensor]:
+    def _theta0_fisher(self, network: nn.Module, data, candidates, generator: torch.Generator) -> list[torch.Tensor]:
         classifier = copy.deepcopy(network)
         head = self._theta0_head() if isinstance(network, ResNet26) else None
         if head is not None:
-            _with_head(classifier, head)
+            _with_head(classifier, head, generator)
         classifier.eval()
         n = max(1, int(self.batch_size))
-        images = [data.normal_batch(torch.randperm(data.normal.shape[0])[:n])]
+        images = [data.normal_batch(torch.randperm(data.normal.shape[0], generator=generator)[:n])]
         if data.corpus is not None:
-            images.append(data.outlier_batch(torch.randperm(len(data.corpus))[:n]))
+            images.append(data.outlier_batch(torch.randperm(len(data.corpus), generator=generator)[:n]))
         inputs = torch.cat([normalize(x.to(data.device), self.mean_, self.std_) for x in images])
         names = {id(p): name for name, p in network.named_parameters()}
-        fisher = diagonal_fisher(classifier, inputs, [names[id(p)] for p in candidates])
+        fisher = diagonal_fisher(classifier, inputs, [names[id(p)] for p in candidates], generator=generator)
         # A parameter with stiffness ewc_lambda * F beyond 1 / lr makes SGD overshoot theta0 by more
         # than it corrects, and training diverges (measured: F reaches ~10 on the stem and BatchNorm of
         # a Tiny-ImageNet theta0, so 400 * 10 * 0.01 = 40). Capping F at 1 / (lr * ewc_lambda) keeps

@@ -15,8 +15,10 @@ from .resnet import BasicBlock, ResNet26
 
 
 def _adapter_for(conv: nn.Conv2d) -> nn.Conv2d:
-    adapter = nn.Conv2d(conv.in_channels, conv.out_channels, 1, stride=conv.stride, bias=False)
-    adapter.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    # skip_init: Conv2d's own random initialisation would draw from (and advance) torch's global
+    # generator, which concurrent fits in other threads may be using.
+    adapter = nn.utils.skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, 1, stride=conv.stride, bias=False,
+                                 device=conv.weight.device, dtype=conv.weight.dtype)
     # Zero start: the adapted network computes exactly theta0's function before the first step,
     # and the gradient of a 1x1 conv does not depend on its own weights, so it still learns.
     nn.init.zeros_(adapter.weight)

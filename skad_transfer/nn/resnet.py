@@ -27,6 +27,16 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
+def default_init(layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None = None) -> None:
+    """PyTorch's own initialisation of a ``Linear`` or ``Conv2d`` (its ``reset_parameters``), drawn
+    from ``generator``: from a generator seeded like torch's global one, the same values."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    if layer.bias is not None:
+        fan_in = math.prod(layer.weight.shape[1:])
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
 class BasicBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN plus a parameter-free shortcut, then ReLU.
 
@@ -117,21 +127,32 @@ class ResNet26(nn.Module):
         self.linears = nn.Linear(channels, num_classes)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """The reference initialisation: convs ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 and bias 0."""
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """The reference initialisation: convs ~ N(0, sqrt(2 / (k*k*out))), BN weight 1 and bias 0,
+        fresh BN running statistics, and PyTorch's default ``Linear`` initialisation of the head.
+
+        Random draws come from ``generator`` (torch's global generator when None): a fit seeds its
+        own generator, so that concurrent fits in threads cannot reseed each other's draws.
+        """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
-                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out), generator=generator)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        self.linears.reset_parameters()
+                module.reset_running_stats()
+        default_init(self.linears, generator)
 
-    def reset_head(self, num_classes: int = 1) -> None:
-        """Replace the head by a fresh ``Linear(feature_dim, num_classes)`` on the same device."""
+    def reset_head(self, num_classes: int = 1, generator: torch.Generator | None = None) -> None:
+        """Replace the head by a fresh ``Linear(feature_dim, num_classes)`` on the same device,
+        initialised from ``generator`` (torch's global generator when None)."""
         reference = self.linears.weight
-        self.linears = nn.Linear(self.feature_dim, num_classes).to(reference.device, reference.dtype)
+        # skip_init: the Linear's own initialisation would draw from the global generator.
+        head = nn.utils.skip_init(nn.Linear, self.feature_dim, num_classes, device=reference.device,
+                                  dtype=reference.dtype)
+        default_init(head, generator)
+        self.linears = head
         self.num_classes = num_classes
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,6 +209,7 @@ def resnet26(
     *,
     num_classes: int = 1,
     progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> ResNet26:
     """Build the paper's ResNet26, optionally loaded with theta0 weights.
 
@@ -207,6 +229,10 @@ def resnet26(
         Outputs of the head (1 = anomaly logit).
     progress : bool, default=False
         Show a progress bar if the weights must be downloaded.
+    generator : torch.Generator, optional
+        Draw the random initialisation from this CPU generator instead of torch's global one, which
+        is then neither read nor advanced (what a thread-safe, reproducible fit needs). A generator
+        seeded with ``s`` gives the network that ``torch.manual_seed(s)`` does without it.
 
     Returns
     -------
@@ -231,8 +257,22 @@ def resnet26(
                 f"(input size {record.input_size})"
             )
         width, input_size = record.width, record.input_size
-    network = ResNet26(width=64 if width is None else width, input_size=32 if input_size is None else input_size,
-                       num_classes=num_classes)
+    arguments = dict(width=64 if width is None else width, input_size=32 if input_size is None else input_size,
+                     num_classes=num_classes)
+    if generator is None:
+        network = ResNet26(**arguments)
+    else:
+        # Built on the meta device, where the layers' own initialisations draw nothing; then the
+        # generator makes the draws that torch.manual_seed(seed) and ResNet26(...) make, in order
+        # (the layers' default initialisations, overwritten by the reference one), so that a seed
+        # gives the same network as it always did.
+        with torch.device("meta"):
+            network = ResNet26(**arguments)
+        network.to_empty(device="cpu")
+        for layer in network.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                default_init(layer, generator)
+        network.reset_parameters(generator)
     if record is not None:
         load_backbone_state(network, record.load_state_dict(progress=progress), source=record.name)
     return network

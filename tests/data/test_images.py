@@ -39,7 +39,7 @@ def test_dtypes():
 
 
 def test_image_shape_with_free_dimension():
-    rows = np.arange(14, dtype=np.float32).reshape(2, 7)
+    rows = np.arange(14, dtype=np.float32).reshape(2, 7) / 13  # intensities in [0, 1]
     batch = as_image_batch(rows, image_shape=(1, 1, -1))
     assert batch.data.shape == (2, 3, 1, 7) and batch.source_shape == (1, 1, 7)
 
