@@ -35,7 +35,7 @@ from torch import nn
 from ._io import atomic_write
 from .data.augment import normalize, random_crop_flip
 from .data.corpora import OutlierCorpus
-from .data.harmonize import jpeg_roundtrip
+from .data.harmonize import jpeg_roundtrip, like_source
 from .data.images import resize_images
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -148,10 +148,12 @@ class TrainingData:
     """The normal set and the OE corpus, placed for fast batch gathering on ``device``."""
 
     def __init__(self, normal: torch.Tensor, corpus: OutlierCorpus | None, device: torch.device, input_size: int,
-                 budget_fraction: float = 0.25, jpeg_quality: int | None = None):
+                 budget_fraction: float = 0.25, jpeg_quality: int | None = None,
+                 outlier_shape: tuple[int, int, int] | None = None):
         self.device = device
         self.input_size = input_size
         self.jpeg_quality = jpeg_quality
+        self.outlier_shape = outlier_shape
         normal = resize_images(jpeg_roundtrip(normal, jpeg_quality), input_size)
         self.normal = self._place(normal, budget_fraction)
         self.corpus = corpus
@@ -181,7 +183,8 @@ class TrainingData:
         return torch.cat(parts)
 
     def _harmonized(self, images: torch.Tensor) -> torch.Tensor:
-        return jpeg_roundtrip(images, self.jpeg_quality)
+        # OE images take the normal images' resolution and channels first, then the same path.
+        return jpeg_roundtrip(like_source(images, self.outlier_shape), self.jpeg_quality)
 
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)

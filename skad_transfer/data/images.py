@@ -339,14 +339,16 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
     return ImageBatch(tensor.contiguous(), source_shape)
 
 
-def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
-    """Resize an NCHW batch to ``size`` x ``size`` (bilinear, antialiased), keeping its dtype."""
-    if images.shape[-2:] == (size, size):
+def resize_images(images: torch.Tensor, size: int | tuple[int, int], chunk: int = 2048) -> torch.Tensor:
+    """Resize an NCHW batch to ``size`` x ``size`` (or ``(height, width)``; bilinear, antialiased),
+    keeping its dtype."""
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(images.shape[-2:]) == (height, width):
         return images
-    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=images.dtype, device=images.device)
+    out = torch.empty((images.shape[0], images.shape[1], height, width), dtype=images.dtype, device=images.device)
     for start in range(0, images.shape[0], chunk):
         part = images[start:start + chunk].float()
-        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        part = F.interpolate(part, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
         if images.dtype == torch.uint8:
             part = part.round_().clamp_(0, 255)
         out[start:start + chunk] = part.to(images.dtype)

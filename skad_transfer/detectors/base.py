@@ -269,6 +269,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "steps": [Interval(Integral, 1, None, closed="left")],
         "jpeg_quality": [Interval(Integral, 1, 100, closed="both"), None],
+        "match_outlier_exposure": ["boolean"],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -308,6 +309,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         precision="auto",
         checkpoint=None,
         jpeg_quality=75,
+        match_outlier_exposure=True,
         random_state=None,
         verbose=True,
     ):
@@ -328,6 +330,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.precision = precision
         self.checkpoint = checkpoint
         self.jpeg_quality = jpeg_quality
+        self.match_outlier_exposure = match_outlier_exposure
         self.random_state = random_state
         self.verbose = verbose
 
@@ -428,7 +431,8 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
-        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_)
+        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
+                            outlier_shape=self.image_shape_ if self.match_outlier_exposure else None)
         parameters, penalty = self._adapt(network, data, generator=torch.Generator().manual_seed(seed + 1))
 
         settings = TrainSettings(

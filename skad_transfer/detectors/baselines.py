@@ -33,7 +33,8 @@ _SHARED_DOC = """
     ewc_lambda : float, default=400.0
         EWC's Fisher multiplier.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, random_state, verbose
+weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
+match_outlier_exposure, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init."""
 
 
@@ -66,6 +67,7 @@ class _Baseline(RecipeDetector):
         precision="auto",
         checkpoint=None,
         jpeg_quality=75,
+        match_outlier_exposure=True,
         random_state=None,
         verbose=True,
     ):
@@ -73,7 +75,8 @@ class _Baseline(RecipeDetector):
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality, random_state=random_state, verbose=verbose,
+            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            match_outlier_exposure=match_outlier_exposure, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
         self.alpha = alpha
@@ -239,6 +242,7 @@ feature_names_in_, device_, n_iter_
         precision="auto",
         checkpoint=None,
         jpeg_quality=75,
+        match_outlier_exposure=True,
         random_state=None,
         verbose=True,
     ):
@@ -247,6 +251,7 @@ feature_names_in_, device_, n_iter_
             input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, steps=steps, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
             image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            match_outlier_exposure=match_outlier_exposure,
             random_state=random_state, verbose=verbose,
         )
         self.compactness_weight = compactness_weight

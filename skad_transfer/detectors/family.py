@@ -400,7 +400,8 @@ class DeepADDetector(RecipeDetector):
     compactness_weight : float, default=0.1
         DOC's lambda, the weight of the compactness loss (Perera & Patel's 0.1); used by ``"doc"`` only.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, random_state, verbose
+weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
+match_outlier_exposure, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one (``"bce"``: logit 0,
@@ -489,6 +490,7 @@ feature_names_in_, device_, n_iter_
         precision="auto",
         checkpoint=None,
         jpeg_quality=75,
+        match_outlier_exposure=True,
         random_state=None,
         verbose=True,
     ):
@@ -496,7 +498,8 @@ feature_names_in_, device_, n_iter_
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality, random_state=random_state, verbose=verbose,
+            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            match_outlier_exposure=match_outlier_exposure, random_state=random_state, verbose=verbose,
         )
         self.loss = loss
         self.regularizer = regularizer
