@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from skad_transfer.data.harmonize import check_jpeg_quality, jpeg_roundtrip
+from skad_transfer.data.harmonize import LUMA_WEIGHTS, check_jpeg_quality, jpeg_roundtrip, like_source
 
 
 def natural_like(n, channels=3, seed=0):
@@ -67,3 +67,24 @@ def test_grayscale_and_empty_batches():
 def test_quality_is_checked(quality, error):
     with pytest.raises(error, match="jpeg_quality"):
         check_jpeg_quality(quality)
+
+
+def test_like_source_is_a_no_op_for_the_same_shape_or_none():
+    images = natural_like(3)
+    assert like_source(images, None) is images
+    assert like_source(images, (3, 32, 32)) is images
+    assert like_source(images, (3, 64, 64)) is images  # never resized up: that would only blur
+
+
+def test_like_source_resizes_down_to_the_normal_images_and_makes_them_luma_for_grayscale():
+    images = natural_like(3)
+    small = like_source(images, (3, 8, 8))
+    assert small.shape == (3, 3, 8, 8) and small.dtype == torch.uint8
+    assert not torch.equal(small[:, 0], small[:, 1])  # colour kept
+    gray = like_source(images, (1, 8, 16))
+    assert gray.shape == (3, 3, 8, 16)
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 0], gray[:, 2])
+    expected = (small.float() * torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1)).sum(1).round()
+    assert torch.equal(like_source(images, (1, 8, 8))[:, 0], expected.to(torch.uint8))
+    floats = like_source(images.float() / 255, (1, 8, 8))
+    assert floats.dtype == torch.float32 and float((floats * 255 - expected[:, None]).abs().max()) < 1.0

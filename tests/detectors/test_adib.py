@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,28 @@ def test_penalty_is_reported_and_pulls_toward_theta0(regularizer, easy_problem, 
 def test_defaults_are_a_step_budget_with_jpeg_harmonisation_and_progress():
     params = ADIBDetector().get_params()
     assert (params["steps"], params["epochs"], params["jpeg_quality"], params["verbose"]) == (1500, None, 75, True)
+    assert params["match_outlier_exposure"] is True
+
+
+def test_outlier_exposure_is_matched_to_the_normal_images_resolution_and_channels(easy_problem):
+    X_normal, X_outlier, X_test, _ = easy_problem
+    settings = {**TINY, "precision": "float32"}
+    # Same size and channels as the OE corpus: matching changes nothing, bitwise.
+    on = ADIBDetector(**settings).fit(X_normal, X_outlier).score_samples(X_test)
+    off = ADIBDetector(**settings, match_outlier_exposure=False).fit(X_normal, X_outlier).score_samples(X_test)
+    assert (on == off).all()
+    # Small grayscale normal images: the OE images are shrunk and made gray first, which is the
+    # same as handing over OE images prepared that way.
+    gray = X_normal[:, ::4, ::4].mean(-1, keepdims=True).round().astype(np.uint8)       # (N, 8, 8, 1)
+    test = X_test[:, ::4, ::4].mean(-1, keepdims=True).round().astype(np.uint8)
+    from skad_transfer.data.harmonize import like_source
+
+    prepared = like_source(torch.from_numpy(X_outlier).permute(0, 3, 1, 2).contiguous(), (1, 8, 8))
+    matched = ADIBDetector(**settings).fit(gray, X_outlier).score_samples(test)
+    by_hand = ADIBDetector(**settings, match_outlier_exposure=False).fit(gray, prepared).score_samples(test)
+    unmatched = ADIBDetector(**settings, match_outlier_exposure=False).fit(gray, X_outlier).score_samples(test)
+    np.testing.assert_array_equal(matched, by_hand)
+    assert not (matched == unmatched).all()
 
 
 def test_steps_set_the_training_length_whatever_the_normal_set_size(easy_problem):
