@@ -21,7 +21,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .base import TransferDetector
+from .base import TransferDetector, check_novelty_labels
 from .family import _REGULARIZER_CONSTRAINTS, AUTO_QUANTILE, Recipe, RecipeDetector
 
 _SHARED_DOC = """
@@ -342,15 +342,7 @@ class KNNDetector(OutlierMixin, BaseEstimator):
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         if y is not None:
-            labels = np.asarray(y)
-            if labels.shape != (X.shape[0],):
-                raise ValueError(f"y: expected {X.shape[0]} labels (+1 normal, -1 anomaly), got shape {labels.shape}")
-            if labels.dtype.kind not in "iufb":
-                raise ValueError(f"y: Unknown label type: expected numeric labels (+1 normal, -1 anomaly), "
-                                 f"got dtype {labels.dtype}")
-            normal = labels != -1
-            if not normal.any():
-                raise ValueError("y: every row is labelled -1 (anomaly); at least one normal (+1) row is needed")
+            normal = check_novelty_labels(y, X.shape[0])
             X = X[normal]
         self.n_neighbors_ = min(self.n_neighbors, X.shape[0])
         if self.n_neighbors_ < self.n_neighbors:
