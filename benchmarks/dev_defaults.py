@@ -11,6 +11,14 @@ variant is ``ADIBDetector(**defaults, **changes, random_state=seed)``, with chan
 (``LayerFeatures`` + ``KNNDetector`` defaults) for reference. Prints one line per fit (AUC with the
 anomaly as positive class, fit seconds) and appends it to ``--out`` as JSON; a finished
 (variant, class, seed) in ``--out`` is skipped, so an interrupted run resumes.
+
+``--low-res SIZE`` (with ``--gray``) turns the development split into a stand-in for a small
+grayscale dataset such as scikit-learn's 8x8 digits: normal and evaluation images are resized to
+SIZE x SIZE (bilinear, antialiased) and, with ``--gray``, converted to luma and passed as
+``(N, SIZE, SIZE, 1)``. The variant key ``oe`` then says how the OE corpus is handed over:
+``oe='as-is'`` (Tiny-ImageNet-32 at 32x32, RGB), ``oe='size'`` (resized to SIZE x SIZE first) or
+``oe='size+gray'`` (resized and converted to luma too), i.e. OE made like the normal images at low
+level before the library's own pipeline (JPEG round trip, resize to the network's input size).
 """
 
 from __future__ import annotations
@@ -37,6 +45,21 @@ def dev_split(data_dir: Path):
     return np.asarray(X), y, position < 4000, position >= 4000, oe, list(names)
 
 
+def low_res(images: np.ndarray, size: int, gray: bool) -> np.ndarray:
+    """NHWC uint8 images resized to ``size`` (bilinear, antialiased) and, with ``gray``, made luma."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for start in range(0, len(images), 4096):
+        part = torch.from_numpy(np.ascontiguousarray(images[start:start + 4096])).permute(0, 3, 1, 2).float()
+        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        if gray:
+            part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        out.append(part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
 def parse_variant(text: str) -> dict:
     if text in ("default", "knn"):
         return {}
@@ -58,11 +81,18 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", type=Path, default=Path("dev_defaults.jsonl"))
+    parser.add_argument("--low-res", dest="low_res", type=int, help="resize the split to this side")
+    parser.add_argument("--gray", action="store_true", help="with --low-res: luma, (N, S, S, 1)")
     args = parser.parse_args(argv)
 
     from skad_transfer import ADIBDetector, KNNDetector, LayerFeatures
 
     X, y, train, evaluate, oe, names = dev_split(args.data)
+    oe_forms = {"as-is": oe}
+    if args.low_res:
+        X = low_res(X, args.low_res, args.gray)
+        oe_forms["size"] = low_res(oe, args.low_res, False)
+        oe_forms["size+gray"] = low_res(oe, args.low_res, True) if args.gray else oe_forms["size"]
     done = set()
     if args.out.exists():
         done = {(r["variant"], r["class"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}
@@ -80,10 +110,12 @@ def main(argv=None) -> None:
                     knn = KNNDetector().fit(features.transform(normal))
                     scores = knn.score_samples(features.transform(X_eval))
                 else:
-                    det = ADIBDetector(**parse_variant(variant), device=args.device, precision=args.precision,
-                                       random_state=seed, verbose=False).fit(normal, oe)
+                    params = parse_variant(variant)
+                    corpus = oe_forms[params.pop("oe", "as-is")]
+                    det = ADIBDetector(**params, device=args.device, precision=args.precision,
+                                       random_state=seed, verbose=False).fit(normal, corpus)
                     scores = det.score_samples(X_eval)
-                record = {"variant": variant, "class": c, "class_name": names[c], "seed": seed,
+                record = {"variant": variant, "low_res": args.low_res, "gray": args.gray, "class": c, "class_name": names[c], "seed": seed,
                           "auc": float(roc_auc_score(anomalous, -scores)),
                           "seconds": round(time.perf_counter() - started, 1)}
                 print(json.dumps(record), flush=True)

@@ -214,12 +214,17 @@ def _bench_command(group: _Group) -> str:
     s = config.get("settings", {})
     args = ["skad-transfer", "bench", "--dataset", first["dataset"], "--protocol", first["protocol"],
             "--methods", *sorted({r["method"] for r in group.records}),
-            "--seeds", *[str(x) for x in sorted({r["seed"] for r in group.records})],
-            "--epochs", str(s.get("epochs")),
-            "--weights", "none" if s.get("weights") is None else str(s.get("weights"))]
+            "--seeds", *[str(x) for x in sorted({r["seed"] for r in group.records})]]
+    # Settings left at the estimators' defaults (None) have no flag: "--epochs None" would not parse.
+    for key, flag in (("epochs", "--epochs"), ("steps", "--steps")):
+        if s.get(key) is not None:
+            args += [flag, str(s[key])]
+    args += ["--weights", "none" if s.get("weights") is None else str(s.get("weights"))]
     if s.get("width") is not None:
         args += ["--width", str(s["width"])]
-    args += ["--lr", str(s.get("lr")), "--batch-size", str(s.get("batch_size"))]
+    for key, flag in (("lr", "--lr"), ("batch_size", "--batch-size")):
+        if s.get(key) is not None:
+            args += [flag, str(s[key])]
     if first["protocol"] in ("one-vs-rest", "leave-one-out", "oe-ablation"):
         key = "normal_class" if "normal_class" in meta else "anomaly_class"
         classes = sorted({r["config"]["split_meta"].get(key) for r in group.records} - {None})

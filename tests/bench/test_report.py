@@ -107,10 +107,11 @@ def test_tsne_refits_a_synthetic_run(store, tmp_path, protocol):
     assert not result.skipped
 
 
-def _fake(store, *, protocol, dataset, split, method, seed, auc, ap, meta, oe="tinyimagenet"):
+def _fake(store, *, protocol, dataset, split, method, seed, auc, ap, meta, oe="tinyimagenet", settings=None):
     config = {"method": method, "protocol": protocol, "dataset": dataset, "split": split, "split_meta": meta,
               "outlier_exposure": oe, "n_normal": 10, "n_test": 10, "seed": seed,
-              "settings": {"epochs": 30, "weights": "default", "width": None, "lr": 0.01, "batch_size": 64},
+              "settings": settings or {"epochs": 30, "weights": "default", "width": None, "lr": 0.01,
+                                       "batch_size": 64},
               "method_params": {}}
     rid = runner._hash(config)
     record = {"run_id": rid, "method": method, "protocol": protocol, "dataset": dataset, "split": split,
@@ -157,6 +158,17 @@ def test_fake_store_tables_2_3_6(tmp_path):
         report.recreate_split(cifar)
     for path in result.tables.values():
         assert list(csv.reader(path.open()))[0]
+
+
+def test_equivalent_command_leaves_out_settings_at_the_estimators_defaults(tmp_path):
+    store = tmp_path / "store"
+    defaults = {"epochs": None, "steps": None, "weights": "default", "width": None, "lr": None, "batch_size": None}
+    _fake(store, protocol="leave-one-out", dataset="cifar10", split="0:airplane", method="knn", seed=0, auc=0.6,
+          ap=0.1, meta={"anomaly_class": 0, "class_name": "airplane"}, settings=defaults)
+    md = report.build_report(store, tmp_path / "out", verbose=False).markdown.read_text()
+    command = next(line for line in md.splitlines() if "skad-transfer bench" in line)
+    assert "None" not in command and "--epochs" not in command and "--lr" not in command
+    assert "--weights default" in command and "--classes 0" in command
 
 
 def test_errors(tmp_path):
