@@ -1,5 +1,8 @@
 """Shared fixtures: tiny image problems that a width-4..8 ResNet26 learns in seconds on a CPU."""
 
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -38,3 +41,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def zip_tree(src: Path, dest: Path) -> Path:
+    """Zip every file under ``src`` into ``dest``, with paths relative to ``src``."""
+    with zipfile.ZipFile(dest, "w") as archive:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(src).as_posix())
+    return dest

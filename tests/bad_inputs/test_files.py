@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import zip_tree
 from skad_transfer import ResNet26, WeightsRecord, resnet26
 from skad_transfer.bench import report, runner
 from skad_transfer.bench.runner import StoreError, load_records, read_record, run_path, summarize
@@ -38,13 +39,6 @@ def write_images(folder: Path, n: int, *, size: int = 8, value: int = 0) -> None
     for i in range(n):
         Image.new("RGB", (size, size), (value, 10 * i, 50)).save(folder / f"{i:03d}.png")
 
-
-def zip_folder(src: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(dest, "w") as archive:
-        for path in sorted(src.rglob("*")):
-            if path.is_file():
-                archive.write(path, path.relative_to(src).as_posix())
-    return dest
 
 
 def one_line_error(capsys, command: str) -> str:
@@ -215,7 +209,7 @@ def test_cache_eviction_leaves_a_folder_whose_name_extends_another(tmp_path):
 
 def test_zip_member_larger_than_the_bound_is_refused_before_reading(tmp_path, monkeypatch):
     write_images(tmp_path / "src" / "cls", 2)
-    path = zip_folder(tmp_path / "src", tmp_path / "images.zip")
+    path = zip_tree(tmp_path / "src", tmp_path / "images.zip")
     monkeypatch.setattr(datasets, "MAX_IMAGE_BYTES", 40)
     with pytest.raises(ValueError, match=r"images\.zip: cls/000\.png is \d[\d,]* bytes uncompressed.*MAX_IMAGE_BYTES"):
         load_image_folder(path, cache=False)
@@ -240,7 +234,7 @@ def test_folder_file_larger_than_the_bound_is_refused(tmp_path, monkeypatch):
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_decompression_bomb_names_the_file_and_archive(tmp_path, monkeypatch, as_zip):
     write_images(tmp_path / "tree" / "cls", 1, size=16)
-    source = zip_folder(tmp_path / "tree", tmp_path / "big.zip") if as_zip else tmp_path / "tree"
+    source = zip_tree(tmp_path / "tree", tmp_path / "big.zip") if as_zip else tmp_path / "tree"
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # 256 pixels > 2 x 100: PIL refuses
     with pytest.raises(ValueError, match=r"too large to decode") as info:
         load_image_folder(source, cache=False)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import zip_tree
 from skad_transfer.data import datasets
 from skad_transfer.data.datasets import (
     MPI3D_COLORS,
@@ -41,13 +42,6 @@ def write_tree(root: Path, classes: dict[str, int], *, ext: str = "png", size: i
             img = np.broadcast_to(_pixel(label + offset, i), (size, size, 3))
             Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{i:04d}.{ext}")
 
-
-def zip_tree(src: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(dest, "w") as zf:
-        for path in sorted(src.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(src).as_posix())
-    return dest
 
 
 def cache_files(directory: Path) -> list[str]:
