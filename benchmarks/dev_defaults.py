@@ -19,6 +19,15 @@ SIZE x SIZE (bilinear, antialiased) and, with ``--gray``, converted to luma and 
 ``oe='as-is'`` (Tiny-ImageNet-32 at 32x32, RGB), ``oe='size'`` (resized to SIZE x SIZE first) or
 ``oe='size+gray'`` (resized and converted to luma too), i.e. OE made like the normal images at low
 level before the library's own pipeline (JPEG round trip, resize to the network's input size).
+
+``--stand-in glyphs`` replaces the CIFAR-10 split by rendered letters in the format of the 8x8
+digits (``benchmarks/glyphs.py``): per class ``--n-normal`` training images (default 90, about
+what one digit class has in the digits protocol) and an evaluation set of the same size per class
+from another draw; OE is Tiny-ImageNet-32 as before. ``oe='hist'`` hands over the OE corpus at the
+normal images' size in luma with each image's intensity histogram matched to a randomly chosen
+normal training image (:func:`match_histograms`). A variant name ending in ``+knn-ft`` also scores
+with kNN-AD on the fitted detector's own pooled features (``LayerFeatures(backbone=detector)``)
+and records that as a second line.
 """
 
 from __future__ import annotations
@@ -60,8 +69,30 @@ def low_res(images: np.ndarray, size: int, gray: bool) -> np.ndarray:
     return np.concatenate(out)
 
 
+def match_histograms(images: np.ndarray, references: np.ndarray, seed: int) -> np.ndarray:
+    """Each image's pixel values replaced by a random reference's, in the image's own rank order."""
+    rng = np.random.default_rng(seed)
+    flat = images.reshape(len(images), -1)
+    chosen = np.sort(references.reshape(len(references), -1)[rng.integers(0, len(references), len(images))], axis=1)
+    out = np.empty_like(flat)
+    np.put_along_axis(out, np.argsort(flat, axis=1, kind="stable"), chosen, axis=1)
+    return out.reshape(images.shape)
+
+
+def glyph_split(n_normal: int, seed: int):
+    from glyphs import make_glyphs
+
+    X_train, y_train = make_glyphs(n_normal, random_state=1000 + seed)
+    X_eval, y_eval = make_glyphs(n_normal, random_state=2000 + seed)
+    X = np.concatenate([X_train, X_eval])
+    y = np.concatenate([y_train, y_eval])
+    train = np.arange(len(y)) < len(y_train)
+    return X, y, train, ~train, [chr(c) for c in b"ACEFHKLPTX"]
+
+
 def parse_variant(text: str) -> dict:
-    if text in ("default", "knn"):
+    text = text.removesuffix("+knn-ft").strip()
+    if text in ("default", "knn", ""):
         return {}
     changes = {}
     for item in text.split():
@@ -83,26 +114,36 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("dev_defaults.jsonl"))
     parser.add_argument("--low-res", dest="low_res", type=int, help="resize the split to this side")
     parser.add_argument("--gray", action="store_true", help="with --low-res: luma, (N, S, S, 1)")
+    parser.add_argument("--stand-in", dest="stand_in", choices=["cifar10", "glyphs"], default="cifar10")
+    parser.add_argument("--n-normal", dest="n_normal", type=int, default=90, help="glyphs: training images per class")
     args = parser.parse_args(argv)
 
     from skad_transfer import ADIBDetector, KNNDetector, LayerFeatures
 
-    X, y, train, evaluate, oe, names = dev_split(args.data)
-    oe_forms = {"as-is": oe}
-    if args.low_res:
+    if args.stand_in == "glyphs":
+        from skad_transfer.data.datasets import load_tiny_imagenet
+
+        oe = np.asarray(load_tiny_imagenet(args.data / "tiny-imagenet-32.zip", split="train")[0])
+        X, y, train, evaluate, names = glyph_split(args.n_normal, 0)
+        args.low_res, args.gray = 8, True
+        oe_forms = {"as-is": oe, "size+gray": low_res(oe, 8, True)}
+    else:
+        X, y, train, evaluate, oe, names = dev_split(args.data)
+        oe_forms = {"as-is": oe}
+    if args.low_res and args.stand_in == "cifar10":
         X = low_res(X, args.low_res, args.gray)
         oe_forms["size"] = low_res(oe, args.low_res, False)
         oe_forms["size+gray"] = low_res(oe, args.low_res, True) if args.gray else oe_forms["size"]
     done = set()
     if args.out.exists():
-        done = {(r["variant"], r["class"], r["seed"]) for r in map(json.loads, args.out.read_text().splitlines())}
+        done = {(r["variant"], r["class"], r["seed"], r.get("stand_in", "cifar10")) for r in map(json.loads, args.out.read_text().splitlines())}
     X_eval = X[evaluate]
     for c in args.classes:
         normal = X[train & (y == c)]
         anomalous = y[evaluate] != c
         for variant in args.variants:
             for seed in args.seeds:
-                if (variant, c, seed) in done:
+                if (variant, c, seed, args.stand_in) in done:
                     continue
                 started = time.perf_counter()
                 if variant == "knn":
@@ -111,16 +152,25 @@ def main(argv=None) -> None:
                     scores = knn.score_samples(features.transform(X_eval))
                 else:
                     params = parse_variant(variant)
-                    corpus = oe_forms[params.pop("oe", "as-is")]
+                    form = params.pop("oe", "as-is")
+                    corpus = (match_histograms(oe_forms["size+gray"], normal, seed) if form == "hist"
+                              else oe_forms[form])
                     det = ADIBDetector(**params, device=args.device, precision=args.precision,
                                        random_state=seed, verbose=False).fit(normal, corpus)
                     scores = det.score_samples(X_eval)
-                record = {"variant": variant, "low_res": args.low_res, "gray": args.gray, "class": c, "class_name": names[c], "seed": seed,
-                          "auc": float(roc_auc_score(anomalous, -scores)),
-                          "seconds": round(time.perf_counter() - started, 1)}
-                print(json.dumps(record), flush=True)
-                with args.out.open("a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                rows = [(variant, scores, time.perf_counter() - started)]
+                if variant.endswith("+knn-ft"):
+                    features = LayerFeatures(backbone=det, device=args.device).fit(normal)
+                    knn = KNNDetector().fit(features.transform(normal))
+                    rows.append((variant.removesuffix("+knn-ft").strip() + " [knn-ft]",
+                                 knn.score_samples(features.transform(X_eval)), time.perf_counter() - started))
+                for name, row_scores, seconds in rows:
+                    record = {"variant": name, "stand_in": args.stand_in, "low_res": args.low_res, "gray": args.gray,
+                              "class": c, "class_name": names[c], "seed": seed,
+                              "auc": float(roc_auc_score(anomalous, -row_scores)), "seconds": round(seconds, 1)}
+                    print(json.dumps(record), flush=True)
+                    with args.out.open("a") as handle:
+                        handle.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

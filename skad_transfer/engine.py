@@ -35,7 +35,7 @@ from torch import nn
 from ._io import atomic_write
 from .data.augment import normalize, random_crop_flip
 from .data.corpora import OutlierCorpus
-from .data.harmonize import jpeg_roundtrip, like_source
+from .data.harmonize import jpeg_roundtrip, like_source, match_luminance, reference_indices
 from .data.images import resize_images
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -145,15 +145,26 @@ class TrainSettings:
 
 
 class TrainingData:
-    """The normal set and the OE corpus, placed for fast batch gathering on ``device``."""
+    """The normal set and the OE corpus, placed for fast batch gathering on ``device``.
+
+    OE images are harmonised before they meet the network (:mod:`~skad_transfer.data.harmonize`):
+    brought to ``outlier_shape`` (the normal images' own resolution and channels) when it is given,
+    with ``match_histograms`` given each the luminance histogram of a normal training image (a fixed
+    pairing per OE item, :func:`~skad_transfer.data.harmonize.reference_indices` with
+    ``pairing_seed``), then JPEG round-tripped like the normal images.
+    """
 
     def __init__(self, normal: torch.Tensor, corpus: OutlierCorpus | None, device: torch.device, input_size: int,
                  budget_fraction: float = 0.25, jpeg_quality: int | None = None,
-                 outlier_shape: tuple[int, int, int] | None = None):
+                 outlier_shape: tuple[int, int, int] | None = None, match_histograms: bool = False,
+                 pairing_seed: int = 0):
         self.device = device
         self.input_size = input_size
         self.jpeg_quality = jpeg_quality
         self.outlier_shape = outlier_shape
+        # The normal images as given (before the JPEG round trip), the references' own statistics.
+        self.references = normal if match_histograms else None
+        self.pairing_seed = pairing_seed
         normal = resize_images(jpeg_roundtrip(normal, jpeg_quality), input_size)
         self.normal = self._place(normal, budget_fraction)
         self.corpus = corpus
@@ -162,7 +173,8 @@ class TrainingData:
             if device.type == "cuda" and corpus.nbytes and self._fits(corpus.nbytes, budget_fraction):
                 self.outliers = self._upload(corpus)
             elif device.type == "cpu" and corpus.is_in_memory:
-                self.outliers = resize_images(self._harmonized(corpus.all().data), input_size)
+                self.outliers = resize_images(self._harmonized(corpus.all().data, torch.arange(len(corpus))),
+                                              input_size)
 
     def _fits(self, nbytes: int, fraction: float) -> bool:
         if self.device.type != "cuda":
@@ -178,13 +190,19 @@ class TrainingData:
     def _upload(self, corpus: OutlierCorpus, chunk: int = 8192) -> torch.Tensor:
         parts = []
         for start in range(0, len(corpus), chunk):
-            rows = self._harmonized(corpus.take(np.arange(start, min(start + chunk, len(corpus)))))
+            indices = torch.arange(start, min(start + chunk, len(corpus)))
+            rows = self._harmonized(corpus.take(indices.numpy()), indices)
             parts.append(resize_images(rows.to(self.device, non_blocking=True), self.input_size))
         return torch.cat(parts)
 
-    def _harmonized(self, images: torch.Tensor) -> torch.Tensor:
-        # OE images take the normal images' resolution and channels first, then the same path.
-        return jpeg_roundtrip(like_source(images, self.outlier_shape), self.jpeg_quality)
+    def _harmonized(self, images: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        # OE images take the normal images' resolution, channels and intensities first, then the same path.
+        images = like_source(images, self.outlier_shape)
+        if self.references is not None:
+            pairs = reference_indices(indices, self.references.shape[0], self.pairing_seed)
+            images = torch.cat([match_luminance(images[i:i + chunk], self.references[pairs[i:i + chunk]])
+                                for i in range(0, images.shape[0], chunk)]) if images.shape[0] else images
+        return jpeg_roundtrip(images, self.jpeg_quality)
 
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)
@@ -192,7 +210,7 @@ class TrainingData:
     def outlier_batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self.outliers is not None:
             return self.outliers[indices.to(self.outliers.device)].to(self.device, non_blocking=True)
-        rows = self._harmonized(self.corpus.take(indices.numpy()))
+        rows = self._harmonized(self.corpus.take(indices.numpy()), indices)
         return resize_images(rows.to(self.device, non_blocking=True), self.input_size)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from skad_transfer.data.corpora import OutlierCorpus
-from skad_transfer.data.harmonize import jpeg_roundtrip
+from skad_transfer.data.harmonize import jpeg_roundtrip, luminance, match_luminance, reference_indices
 from skad_transfer.engine import (
     Precision, TrainingData, TrainingDivergedError, TrainSettings, _epoch_plan, apply_batched, resolve_device, train,
 )
@@ -133,6 +133,22 @@ def test_jpeg_quality_harmonises_normal_oe_and_scored_images_alike():
     net = resnet26(width=4).eval()
     kwargs = dict(device=torch.device("cpu"), mean=MEAN, std=STD, input_size=32)
     assert torch.equal(apply_batched(net, normal, jpeg_quality=75, **kwargs), apply_batched(net, data.normal, **kwargs))
+
+
+def test_match_histograms_gives_oe_images_normal_intensities_with_a_pairing_fixed_per_item():
+    normal, corpus = problem()  # normal images in 0..99, OE images in 100..255
+    data = TrainingData(normal, corpus, torch.device("cpu"), 32, match_histograms=True, pairing_seed=5)
+    batch = data.outlier_batch(torch.tensor([7, 3, 7, 12]))
+    # The OE images now have the normal images' brightness (luma ~50, not ~177), colour kept aside.
+    assert abs(luminance(batch).mean() - luminance(normal).mean()) < 5
+    assert torch.equal(batch[0], batch[2])  # the same item always meets the same reference
+    pairs = reference_indices(torch.tensor([7, 3, 12]), len(normal), 5)
+    expected = match_luminance(corpus.take([7, 3, 12]), normal[pairs])
+    assert torch.equal(batch[[0, 1, 3]], expected)
+    data.outliers = None  # read lazily, batch by batch: the same images
+    assert torch.equal(data.outlier_batch(torch.tensor([7, 3, 7, 12])), batch)
+    assert data.references is normal
+    assert TrainingData(normal, corpus, torch.device("cpu"), 32).references is None
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
-from ..data.harmonize import check_jpeg_quality
+from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, intensity_separability, like_source
 from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
 from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
@@ -270,6 +270,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         "steps": [Interval(Integral, 1, None, closed="left")],
         "jpeg_quality": [Interval(Integral, 1, 100, closed="both"), None],
         "match_outlier_exposure": ["boolean"],
+        "match_histograms": ["boolean", StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -310,6 +311,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         checkpoint=None,
         jpeg_quality=75,
         match_outlier_exposure=True,
+        match_histograms="auto",
         random_state=None,
         verbose=True,
     ):
@@ -331,6 +333,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.checkpoint = checkpoint
         self.jpeg_quality = jpeg_quality
         self.match_outlier_exposure = match_outlier_exposure
+        self.match_histograms = match_histograms
         self.random_state = random_state
         self.verbose = verbose
 
@@ -431,8 +434,11 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
+        outlier_shape = self.image_shape_ if self.match_outlier_exposure else None
+        self.match_histograms_, self.intensity_separability_ = self._resolve_match_histograms(
+            X, corpus, outlier_shape, seed)
         data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
-                            outlier_shape=self.image_shape_ if self.match_outlier_exposure else None)
+                            outlier_shape=outlier_shape, match_histograms=self.match_histograms_, pairing_seed=seed)
         parameters, penalty = self._adapt(network, data, generator=torch.Generator().manual_seed(seed + 1))
 
         settings = TrainSettings(
@@ -464,6 +470,27 @@ class TransferDetector(OutlierMixin, BaseEstimator):
                 f"training diverged: the fitted model's {what} include {bad} (lr={self.lr:g}); lower lr "
                 f"(e.g. 10x), or check the inputs"
             )
+
+    def _resolve_match_histograms(self, X: torch.Tensor, corpus: OutlierCorpus | None,
+                                  outlier_shape: tuple[int, int, int] | None, seed: int,
+                                  sample_size: int = 2000) -> tuple[bool, float | None]:
+        """Whether OE images get normal images' histograms, and the separability that decided it.
+
+        ``"auto"`` measures :func:`~skad_transfer.data.harmonize.intensity_separability` on up to
+        ``sample_size`` images of each kind (OE images drawn with replacement, so a corpus of any
+        size costs the same) and matches at or above
+        :data:`~skad_transfer.data.harmonize.INTENSITY_SEPARABILITY_THRESHOLD`.
+        """
+        if corpus is None:
+            return False, None
+        if self.match_histograms != "auto":
+            return bool(self.match_histograms), None
+        rng = np.random.default_rng(seed)
+        normal = X[torch.from_numpy(np.sort(rng.choice(X.shape[0], min(X.shape[0], sample_size), replace=False)))]
+        drawn = np.sort(rng.integers(0, len(corpus), min(len(corpus), sample_size)))
+        outliers = like_source(corpus.take(drawn), outlier_shape)
+        separability = intensity_separability(normal, outliers, random_state=seed % (2**32))
+        return bool(separability >= INTENSITY_SEPARABILITY_THRESHOLD), separability
 
     def _seed_and_fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None) -> tuple[int, str]:
         """The fit's seed, and the fingerprint that identifies its ``checkpoint`` ("" without one).

@@ -34,7 +34,7 @@ _SHARED_DOC = """
         EWC's Fisher multiplier.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
 weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
-match_outlier_exposure, random_state, verbose
+match_outlier_exposure, match_histograms, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init."""
 
 
@@ -68,6 +68,7 @@ class _Baseline(RecipeDetector):
         checkpoint=None,
         jpeg_quality=75,
         match_outlier_exposure=True,
+        match_histograms="auto",
         random_state=None,
         verbose=True,
     ):
@@ -76,7 +77,7 @@ class _Baseline(RecipeDetector):
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
             precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
         self.alpha = alpha
@@ -113,7 +114,7 @@ class DSVDDDetector(_Baseline):
         The centre ``c``.
     n_trainable_parameters_ : int
         Parameters trained (the convolutions).
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -148,7 +149,7 @@ class HSCDetector(_Baseline):
     Attributes
     ----------
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -194,7 +195,7 @@ class DOCDetector(_Baseline):
     center_ : ndarray of shape (n_features,)
         Mean pooled feature of the normal training images, after training.
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`; ``network_``'s head is the trained reference
         classifier.
@@ -243,6 +244,7 @@ feature_names_in_, device_, n_iter_
         checkpoint=None,
         jpeg_quality=75,
         match_outlier_exposure=True,
+        match_histograms="auto",
         random_state=None,
         verbose=True,
     ):
@@ -251,7 +253,7 @@ feature_names_in_, device_, n_iter_
             input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, steps=steps, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
             image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms,
             random_state=random_state, verbose=verbose,
         )
         self.compactness_weight = compactness_weight

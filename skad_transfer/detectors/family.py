@@ -401,7 +401,7 @@ class DeepADDetector(RecipeDetector):
         DOC's lambda, the weight of the compactness loss (Perera & Patel's 0.1); used by ``"doc"`` only.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
 weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
-match_outlier_exposure, random_state, verbose
+match_outlier_exposure, match_histograms, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one (``"bce"``: logit 0,
@@ -417,7 +417,7 @@ match_outlier_exposure, random_state, verbose
         ``"dsvdd"`` and ``"doc"`` only: the centre ``c`` of the pooled features.
     n_trainable_parameters_ : int
         Parameters that were trained.
-    offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, image_shape_, n_features_in_, \
+    offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -491,6 +491,7 @@ feature_names_in_, device_, n_iter_
         checkpoint=None,
         jpeg_quality=75,
         match_outlier_exposure=True,
+        match_histograms="auto",
         random_state=None,
         verbose=True,
     ):
@@ -499,7 +500,7 @@ feature_names_in_, device_, n_iter_
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
             precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.loss = loss
         self.regularizer = regularizer

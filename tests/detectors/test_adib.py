@@ -41,6 +41,7 @@ def test_defaults_are_a_step_budget_with_jpeg_harmonisation_and_progress():
     params = ADIBDetector().get_params()
     assert (params["steps"], params["epochs"], params["jpeg_quality"], params["verbose"]) == (1500, None, 75, True)
     assert params["match_outlier_exposure"] is True
+    assert params["match_histograms"] == "auto"
 
 
 def test_outlier_exposure_is_matched_to_the_normal_images_resolution_and_channels(easy_problem):
@@ -62,6 +63,43 @@ def test_outlier_exposure_is_matched_to_the_normal_images_resolution_and_channel
     unmatched = ADIBDetector(**settings, match_outlier_exposure=False).fit(gray, X_outlier).score_samples(test)
     np.testing.assert_array_equal(matched, by_hand)
     assert not (matched == unmatched).all()
+
+
+def strokes_on_black(n, rng):
+    """8x8 grayscale images of bright bars on an exactly black background (digits-like statistics)."""
+    x = np.zeros((n, 8, 8, 1), dtype=np.uint8)
+    for i in range(n):
+        c = int(rng.integers(1, 7))
+        x[i, 1:7, c, 0] = rng.integers(160, 256)
+    return x
+
+
+def test_match_histograms_auto_matches_only_when_intensities_alone_separate_normal_from_oe(easy_problem):
+    X_normal, X_outlier, X_test, _ = easy_problem
+    settings = {**TINY, "precision": "float32", "verbose": False}
+    natural = np.random.default_rng(1).integers(0, 256, (128, 32, 32, 3), dtype=np.uint8)
+    # Noise against noise: no intensity shortcut, so "auto" leaves the OE images alone, bitwise.
+    auto = ADIBDetector(**settings).fit(natural[:64], natural[64:])
+    assert auto.match_histograms_ is False and 0.2 < auto.intensity_separability_ < 0.8
+    off = ADIBDetector(**settings, match_histograms=False).fit(natural[:64], natural[64:])
+    assert off.intensity_separability_ is None
+    np.testing.assert_array_equal(auto.score_samples(X_test), off.score_samples(X_test))
+    # Strokes on black against natural images: separable by intensities alone, so matched.
+    strokes = strokes_on_black(64, np.random.default_rng(2))
+    auto = ADIBDetector(**settings).fit(strokes, natural)
+    assert auto.match_histograms_ is True and auto.intensity_separability_ >= 0.95
+    on = ADIBDetector(**settings, match_histograms=True).fit(strokes, natural)
+    assert on.match_histograms_ is True and on.intensity_separability_ is None
+    np.testing.assert_array_equal(auto.score_samples(strokes), on.score_samples(strokes))
+    unmatched = ADIBDetector(**settings, match_histograms=False).fit(strokes, natural)
+    assert not np.array_equal(unmatched.score_samples(strokes), on.score_samples(strokes))
+
+
+def test_match_histograms_is_validated():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="match_histograms"):
+        ADIBDetector(match_histograms="yes").fit(np.zeros((4, 8, 8, 1), np.uint8))
 
 
 def test_steps_set_the_training_length_whatever_the_normal_set_size(easy_problem):
