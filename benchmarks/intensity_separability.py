@@ -19,20 +19,15 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-
-
-def nchw(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
 
 
 def separability(normal: np.ndarray, oe: np.ndarray, shape, seed: int = 0) -> float:
-    from skad_transfer.data.harmonize import intensity_separability, like_source
+    """What ``match_histograms="auto"`` measures in ``fit`` with this seed."""
+    from skad_transfer.data.corpora import OutlierCorpus
+    from skad_transfer.data.harmonize import sampled_intensity_separability
+    from skad_transfer.data.images import as_image_batch
 
-    rng = np.random.default_rng(seed)
-    normal = normal[np.sort(rng.choice(len(normal), min(len(normal), 2000), replace=False))]
-    drawn = oe[np.sort(rng.integers(0, len(oe), 2000))]
-    return intensity_separability(nchw(normal), like_source(nchw(drawn), shape), random_state=seed)
+    return sampled_intensity_separability(as_image_batch(normal, name="normal").data, OutlierCorpus(oe), shape, seed)
 
 
 def main(argv=None) -> None:

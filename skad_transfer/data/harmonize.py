@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
 import torch
 
 from .images import intensity_range_problem, resize_images
@@ -287,6 +288,30 @@ def intensity_separability(normal: torch.Tensor, outliers: torch.Tensor, random_
     folds = StratifiedKFold(min(3, n_normal, n_outliers), shuffle=True, random_state=random_state)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     return float(cross_val_score(model, features, labels, cv=folds, scoring="roc_auc").mean())
+
+
+def sampled_intensity_separability(normal: torch.Tensor, corpus, outlier_shape: tuple[int, int, int] | None,
+                                   seed: int, sample_size: int = 2000) -> float:
+    """:func:`intensity_separability` of up to ``sample_size`` normal images against as many OE images.
+
+    What ``match_histograms="auto"`` measures in ``fit``: normal images drawn without replacement,
+    OE items drawn with replacement (so a corpus of any size costs the same) and brought to
+    ``outlier_shape`` first (:func:`like_source`), all from ``numpy.random.default_rng(seed)``.
+
+    Parameters
+    ----------
+    normal : torch.Tensor of shape (N, C, H, W)
+    corpus : OutlierCorpus
+        Or anything with ``len`` and ``take(indices)`` returning an NCHW tensor.
+    outlier_shape : (C, H, W) or None
+    seed : int
+    sample_size : int, default=2000
+    """
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(normal.shape[0], min(normal.shape[0], sample_size), replace=False))
+    drawn = np.sort(rng.integers(0, len(corpus), min(len(corpus), sample_size)))
+    outliers = like_source(corpus.take(drawn), outlier_shape)
+    return intensity_separability(normal[torch.from_numpy(chosen)], outliers, random_state=seed % (2**32))
 
 
 def _luma_of(images: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
-from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, intensity_separability, like_source
+from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, sampled_intensity_separability
 from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
 from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
@@ -472,24 +472,16 @@ class TransferDetector(OutlierMixin, BaseEstimator):
             )
 
     def _resolve_match_histograms(self, X: torch.Tensor, corpus: OutlierCorpus | None,
-                                  outlier_shape: tuple[int, int, int] | None, seed: int,
-                                  sample_size: int = 2000) -> tuple[bool, float | None]:
-        """Whether OE images get normal images' histograms, and the separability that decided it.
-
-        ``"auto"`` measures :func:`~skad_transfer.data.harmonize.intensity_separability` on up to
-        ``sample_size`` images of each kind (OE images drawn with replacement, so a corpus of any
-        size costs the same) and matches at or above
-        :data:`~skad_transfer.data.harmonize.INTENSITY_SEPARABILITY_THRESHOLD`.
-        """
+                                  outlier_shape: tuple[int, int, int] | None,
+                                  seed: int) -> tuple[bool, float | None]:
+        """Whether OE images get normal images' histograms, and the separability that decided it
+        (:func:`~skad_transfer.data.harmonize.sampled_intensity_separability` for ``"auto"``,
+        matched at or above :data:`~skad_transfer.data.harmonize.INTENSITY_SEPARABILITY_THRESHOLD`)."""
         if corpus is None:
             return False, None
         if self.match_histograms != "auto":
             return bool(self.match_histograms), None
-        rng = np.random.default_rng(seed)
-        normal = X[torch.from_numpy(np.sort(rng.choice(X.shape[0], min(X.shape[0], sample_size), replace=False)))]
-        drawn = np.sort(rng.integers(0, len(corpus), min(len(corpus), sample_size)))
-        outliers = like_source(corpus.take(drawn), outlier_shape)
-        separability = intensity_separability(normal, outliers, random_state=seed % (2**32))
+        separability = sampled_intensity_separability(X, corpus, outlier_shape, seed)
         return bool(separability >= INTENSITY_SEPARABILITY_THRESHOLD), separability
 
     def _seed_and_fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None) -> tuple[int, str]:
