@@ -1,5 +1,6 @@
 """The baselines and the Table 4 family: kNN-AD by brute force, DSVDD/HSC/DOC/EWC, the ablation grid, the contract."""
 
+import inspect
 import math
 
 import numpy as np
@@ -157,6 +158,29 @@ def test_presets_are_members_of_the_family(easy_problem):
         a = preset.fit(X_normal, X_outlier).score_samples(X_test)
         b = member.fit(X_normal, X_outlier).score_samples(X_test)
         assert np.array_equal(a, b), type(preset).__name__
+
+
+# What each preset fixes (and so does not take), and the defaults that differ from the family's on purpose.
+PRESET_FIXES = {
+    ADIBDetector: ({"loss", "adapters", "compactness_weight"}, {}),
+    ADRADetector: ({"loss", "adapters", "compactness_weight", "regularizer", "alpha", "ewc_lambda"}, {}),
+    HSCDetector: ({"loss", "adapters", "compactness_weight"}, {"regularizer": None}),
+    DSVDDDetector: ({"loss", "adapters", "compactness_weight"}, {"regularizer": None}),
+    DOCDetector: ({"loss", "adapters"}, {"regularizer": None}),
+}
+
+
+@pytest.mark.parametrize("Preset", list(PRESET_FIXES), ids=lambda c: c.__name__)
+def test_preset_signatures_cannot_drift_from_the_family(Preset):
+    family = inspect.signature(DeepADDetector.__init__).parameters
+    preset = inspect.signature(Preset.__init__).parameters
+    fixed, own_defaults = PRESET_FIXES[Preset]
+    assert set(preset) == set(family) - fixed
+    for name, parameter in preset.items():
+        if name == "self":
+            continue
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert parameter.default == own_defaults.get(name, family[name].default), name
 
 
 def test_adapters_with_regularizers(easy_problem):
