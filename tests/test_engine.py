@@ -229,3 +229,43 @@ def test_short_epochs_are_checkpointed_in_groups_and_still_resume_exactly(tmp_pa
     assert saves == [2, 4, 5] and [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     for a, b in zip(reference.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def _seen_normal_batches(**augmentation):
+    """The normalised normal batches the objective receives in one epoch (16 images, one step)."""
+    rng = np.random.default_rng(1)
+    normal = torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8))
+    seen = []
+
+    def recording(network, x_normal, x_outlier):
+        seen.append(x_normal.detach().clone())
+        return oe_bce_objective(network, x_normal, x_outlier)
+
+    torch.manual_seed(0)
+    net = resnet26(width=4)
+    settings = TrainSettings(epochs=1, batch_size=32, seed=0, precision="float32", **augmentation)
+    corpus = OutlierCorpus(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+    train(net, TrainingData(normal, corpus, torch.device("cpu"), 32), recording, list(net.parameters()),
+          settings, mean=MEAN, std=STD)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    return torch.cat(seen), (normal.float() / 255 - mean) / std
+
+
+def test_the_network_sees_random_crops_and_flips_of_the_normal_images():
+    # Without augmentation the batch is the normalised images themselves (in the epoch's order).
+    plain, images = _seen_normal_batches(crop_padding=0, flip=False)
+    assert all(any(torch.allclose(x, image) for image in images) for x in plain)
+
+    # With it (the default: 4-pixel padded crops and flips), images are moved, yet each is exactly
+    # a crop, possibly flipped, of one of the normal images.
+    augmented, images = _seen_normal_batches()
+    # NaN marks the padding, whose value is the normalised black the engine pads with: compared
+    # where there is image content only.
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4), value=float("nan"))
+    moved = 0
+    for x in augmented:
+        moved += not any(torch.allclose(x, image) for image in images)
+        crops = (image[:, top:top + 32, left:left + 32] for image in padded for top in range(9) for left in range(9))
+        assert any(torch.allclose(torch.where(view.isnan(), x, view), x) for crop in crops
+                   for view in (crop, crop.flip(2))), "an augmented image is no crop/flip of a normal image"
+    assert moved >= 12  # P(no shift and no flip) = 1/162 per image

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .base import TransferDetector
-from .family import _REGULARIZER_CONSTRAINTS, Recipe, RecipeDetector, regularized_parameters
+from ..regularizers import REGULARIZER_PARAMETER_CONSTRAINTS
+from .base import Recipe, TransferDetector
 
-__all__ = ["ADIBDetector", "regularized_parameters"]
+__all__ = ["ADIBDetector"]
 
 
-class ADIBDetector(RecipeDetector):
+class ADIBDetector(TransferDetector):
     """Anomaly Detection with an Inductive Bias (Deecke et al., ICML 2021).
 
     Fine-tunes a pretrained network (theta0) to tell normal images from an outlier-exposure (OE)
@@ -27,7 +27,7 @@ class ADIBDetector(RecipeDetector):
         whatever the drift, so it restrains far less. ``"ewc"`` is elastic weight consolidation (the
         paper's ablation a5): ``(ewc_lambda / 2) * sum_i F_i (theta_i - theta0_i)^2`` over the same
         parameters as ``"l2sp"``, with the diagonal Fisher ``F`` estimated at theta0 (see
-        :mod:`skad_transfer.detectors.family`). ``None`` is plain OE fine-tuning (an ablation).
+        :mod:`skad_transfer.regularizers`). ``None`` is plain OE fine-tuning (an ablation).
         The default follows the paper's equation because it is the one that bounds drift.
     ewc_lambda : float, default=400.0
         EWC's Fisher multiplier (the paper's 400, after Kirkpatrick et al. 2017); used by
@@ -171,7 +171,7 @@ class ADIBDetector(RecipeDetector):
 
     _parameter_constraints = {
         **TransferDetector._parameter_constraints,
-        **_REGULARIZER_CONSTRAINTS,
+        **REGULARIZER_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .family import Recipe, RecipeDetector
+from .base import Recipe, TransferDetector
 
 
-class ADRADetector(RecipeDetector):
+class ADRADetector(TransferDetector):
     """Anomaly Detection with Residual Adaptation (Deecke et al., ICML 2021).
 
     Keeps every 3x3 convolution of theta0 fixed and learns a parallel 1x1 adapter beside each

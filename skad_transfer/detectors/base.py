@@ -1,12 +1,12 @@
-"""The shared scikit-learn outlier detector behind ADIB, ADRA and the deep baselines.
+"""The one scikit-learn outlier detector behind ADIB, ADRA and the deep baselines: theta0 + a recipe.
 
-A subclass says three things: how to turn theta0 into the network it trains
-(:meth:`TransferDetector._adapt`), which loss it minimises (:meth:`TransferDetector._objective`)
-and whether it needs (``requires_outlier_exposure``) or uses (``uses_outlier_exposure``) an
-outlier-exposure corpus; optionally how it scores (``_normality``), what it computes after training
-(``_finalize``) and its ``contamination="auto"`` threshold (``_auto_offset``). Everything else lives
-here: parameter validation, input validation, theta0 resolution, the OE corpus, the training engine,
-scores, ``offset_`` and pickling.
+A detector is :class:`TransferDetector` with a :class:`Recipe`: a loss (one object each, in
+:mod:`skad_transfer.losses`), a regularizer toward theta0 (:mod:`skad_transfer.regularizers`) and
+which parameters train (all, or ADRA's adapters). The presets (:class:`~skad_transfer.ADIBDetector`,
+:class:`~skad_transfer.ADRADetector`, :class:`~skad_transfer.DeepADDetector` and the baselines) only
+say which recipe their parameters make (``_recipe``). Everything else lives here: parameter
+validation, input validation, theta0 resolution, the OE corpus, the training engine, scores,
+``offset_`` and pickling.
 
 Scores follow scikit-learn: ``score_samples`` is higher for more normal samples (the negated anomaly
 logit), ``decision_function = score_samples - offset_`` is negative for outliers and ``predict``
@@ -27,6 +27,7 @@ import hashlib
 import inspect
 import os
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -42,7 +43,10 @@ from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_qualit
 from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
 from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
+from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
+from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
+from ..regularizers import build_penalty, regularized_parameters, theta0_fisher
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 BACKBONES = ("resnet26",)
@@ -254,10 +258,35 @@ def split_second_argument(y, *, name: str = "y") -> tuple[object, np.ndarray | N
     )
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a detector trains; a preset builds it from its parameters (``_recipe``).
+
+    ``loss`` names a :mod:`skad_transfer.losses` loss (``compactness_weight`` is DOC's setting);
+    ``regularizer`` (with ``alpha``, or ``ewc_lambda`` for ``"ewc"``) the pull toward theta0;
+    ``adapters`` ADRA's parametrisation (3x3 convolutions frozen, parallel 1x1 adapters trained).
+    """
+
+    loss: str = "bce"
+    regularizer: str | None = "l2sp"
+    alpha: float = 1e-2
+    ewc_lambda: float = 400.0
+    adapters: bool = False
+    compactness_weight: float = 0.1
+
+    @property
+    def uses_outlier_exposure(self) -> bool:
+        return LOSSES[self.loss].uses_outlier_exposure
+
+    def make_loss(self, center=None) -> Loss:
+        return make_loss(self.loss, center=center, compactness_weight=self.compactness_weight)
+
+
 class TransferDetector(OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
 
-    See :class:`~skad_transfer.ADIBDetector` for the parameters.
+    A subclass is a preset: its constructor stores its parameters and ``_recipe()`` says what they
+    train. See :class:`~skad_transfer.ADIBDetector` for the parameters.
     """
 
     _parameter_constraints: dict = {
@@ -283,12 +312,6 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
-
-    #: Whether fitting without an outlier-exposure corpus is an error.
-    requires_outlier_exposure = True
-    #: Whether an outlier-exposure corpus is used at all; one-class detectors ignore a given corpus, so
-    #: that a grid over losses can share one ``outlier_exposure`` parameter.
-    uses_outlier_exposure = True
 
     def __init__(
         self,
@@ -337,34 +360,52 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # ------------------------------------------------------------------ subclass hooks
-    def _adapt(self, network: nn.Module, data: TrainingData, *,
-               generator: torch.Generator) -> tuple[list[nn.Parameter], object]:
-        """Prepare ``network`` (holding theta0, on the training device) for training.
+    # ------------------------------------------------------------------ the recipe
+    def _recipe(self) -> Recipe:
+        raise NotImplementedError(f"{type(self).__name__} must say what it trains (_recipe)")
 
-        ``data`` gives access to the training images (e.g. to compute a centre or a Fisher matrix).
-        ``generator`` (a CPU generator seeded by the fit) is the source of any random draw, and new
-        modules must be initialised from it (or start deterministic): torch's global generator is
-        shared by every thread. Returns the parameters to optimise and a ``penalty()`` callable (or
-        None) added to the loss.
+    @property
+    def requires_outlier_exposure(self) -> bool:
+        """Whether fitting without an outlier-exposure corpus is an error."""
+        return self._recipe().uses_outlier_exposure
+
+    @property
+    def uses_outlier_exposure(self) -> bool:
+        """Whether an outlier-exposure corpus is used at all; one-class detectors ignore a given
+        corpus, so that a grid over losses can share one ``outlier_exposure`` parameter."""
+        return self._recipe().uses_outlier_exposure
+
+    def _theta0_head(self):
+        """theta0's classifier head: from the weights, else from a ResNet26 module backbone's own head."""
+        head = theta0_classifier_head(self.weights_)
+        if head is None and self.weights_ is None and isinstance(self.backbone, ResNet26):
+            linears = self.backbone.linears
+            if linears.out_features >= 2:
+                head = (linears.weight.detach().cpu(), linears.bias.detach().cpu())
+        return head
+
+    def _trained_parameters(self, recipe: Recipe, loss: Loss, network: nn.Module, context: FitContext):
+        """Make ``network`` (theta0, prepared for ``loss``) trainable as ``recipe`` says.
+
+        Returns the parameters to optimise and the regularizer's ``penalty()`` (or None). The
+        regularizer covers what theta0 provides, so its parameters are taken before adapters exist.
         """
-        raise NotImplementedError
-
-    def _objective(self):
-        """``objective(network, x_normal, x_outlier_or_None) -> loss`` (see :mod:`skad_transfer.engine`)."""
-        raise NotImplementedError
-
-    def _normality(self, network: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Per-image normality score of a normalised batch (higher = more normal): the negated logit."""
-        return -network(x).reshape(len(x), -1)[:, 0]
-
-    def _finalize(self, network: nn.Module, data: TrainingData) -> None:
-        """After training, with ``network`` in eval mode: e.g. compute a centre of the trained features."""
-
-    def _auto_offset(self, X: torch.Tensor) -> float:
-        """``offset_`` for ``contamination="auto"``; ``X`` are the (normal) training images."""
-        # The logit's own boundary: sigmoid(logit) = 1/2 between "normal" and "OE-like".
-        return 0.0
+        candidates = [] if recipe.regularizer is None else regularized_parameters(network, recipe.regularizer)
+        strength = recipe.ewc_lambda if recipe.regularizer == "ewc" else recipe.alpha
+        fisher = None
+        if recipe.regularizer == "ewc" and strength > 0:
+            fisher = theta0_fisher(network, context.data, candidates, head=context.theta0_head,
+                                   batch_size=self.batch_size, mean=self.mean_, std=self.std_, lr=self.lr,
+                                   ewc_lambda=strength, generator=context.generator)
+        if recipe.adapters:
+            add_residual_adapters(network)
+            parameters = freeze_for_adaptation(network)
+        else:
+            parameters = list(network.parameters())
+        parameters = loss.trainable(network, parameters)
+        penalty = build_penalty(recipe.regularizer, strength, parameters, candidates, fisher,
+                                adapters=recipe.adapters)
+        return parameters, penalty
 
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -439,17 +480,29 @@ class TransferDetector(OutlierMixin, BaseEstimator):
             X, corpus, outlier_shape, seed)
         data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
                             outlier_shape=outlier_shape, match_histograms=self.match_histograms_, pairing_seed=seed)
-        parameters, penalty = self._adapt(network, data, generator=torch.Generator().manual_seed(seed + 1))
+        recipe = self._recipe()
+        loss = recipe.make_loss()
+        loss.check_network(network)
+        context = FitContext(data=data, mean=self.mean_, std=self.std_, precision=self.precision,
+                             batch_size=self.batch_size, generator=torch.Generator().manual_seed(seed + 1),
+                             find_theta0_head=self._theta0_head, weights=self.weights)
+        objective = loss.prepare(network, context)
+        parameters, penalty = self._trained_parameters(recipe, loss, network, context)
+        self.n_trainable_parameters_ = sum(p.numel() for p in parameters)
 
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
             checkpoint=self.checkpoint, fingerprint=fingerprint, description=type(self).__name__,
         )
-        self.history_ = train(network, data, self._objective(), parameters, settings,
+        self.history_ = train(network, data, objective, parameters, settings,
                               mean=self.mean_, std=self.std_, penalty=penalty)
         network.eval()
-        self._finalize(network, data)
+        loss.finish(network, context)
+        if loss.center is not None:
+            self.center_ = loss.center
+        else:
+            self.__dict__.pop("center_", None)  # a refit with another loss leaves no stale centre
         self.network_ = network
         self.device_ = device
         self.n_iter_ = len(self.history_)
@@ -457,7 +510,7 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         # before each step, not the model after the last one): score a batch of training images.
         self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
         if self.contamination == "auto":
-            self.offset_ = float(self._auto_offset(X))
+            self.offset_ = float(loss.auto_offset(lambda: self._score(X)))
         else:
             self.offset_ = float(np.percentile(self._score(X), 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
@@ -580,7 +633,9 @@ class TransferDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _score(self, images: torch.Tensor) -> np.ndarray:
         network = self.network_
-        scores = apply_batched(lambda x: self._normality(network, x), images, device=self.device_, mean=self.mean_,
+        # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
+        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
+        scores = apply_batched(lambda x: loss.normality(network, x), images, device=self.device_, mean=self.mean_,
                                std=self.std_, input_size=self.input_size_, precision=self.precision,
                                # A model pickled before jpeg_quality existed was trained without it.
                                jpeg_quality=getattr(self, "jpeg_quality_", None))

@@ -4,7 +4,7 @@
 :class:`~skad_transfer.DeepADDetector` (``loss="dsvdd"``, ``"hsc"``, ``"doc"``): same ResNet26, same
 theta0, same training engine as ADIB and ADRA, as the paper requires for a fair comparison. The
 decisions each one needed on this network (DSVDD's bias terms, DOC's reference set) are documented
-in :mod:`skad_transfer.detectors.family`.
+with its loss, in :mod:`skad_transfer.losses`.
 
 :class:`KNNDetector` is kNN-AD (Bergman et al. 2020) on feature vectors;
 ``make_pipeline(LayerFeatures(), KNNDetector())`` is the paper's kNN baseline on frozen theta0 features.
@@ -21,8 +21,9 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .base import TransferDetector, check_novelty_labels
-from .family import _REGULARIZER_CONSTRAINTS, AUTO_QUANTILE, Recipe, RecipeDetector
+from ..losses import AUTO_QUANTILE
+from ..regularizers import REGULARIZER_PARAMETER_CONSTRAINTS
+from .base import Recipe, TransferDetector, check_novelty_labels
 
 _SHARED_DOC = """
     regularizer : {"l2sp", "l2sp-ref", "ewc"} or None, default=None
@@ -38,11 +39,11 @@ match_outlier_exposure, match_histograms, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init."""
 
 
-class _Baseline(RecipeDetector):
+class _Baseline(TransferDetector):
     """A member of the family with a fixed loss and no adapters (constructor boilerplate lives here)."""
 
     _loss = ""
-    _parameter_constraints = {**TransferDetector._parameter_constraints, **_REGULARIZER_CONSTRAINTS}
+    _parameter_constraints = {**TransferDetector._parameter_constraints, **REGULARIZER_PARAMETER_CONSTRAINTS}
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 import skad_transfer
-import skad_transfer.detectors.family as family
+import skad_transfer.losses as losses
 import skad_transfer.engine as engine
 from skad_transfer import ADIBDetector, ADRADetector, DeepADDetector, HSCDetector, LayerFeatures, resnet26
 from skad_transfer.data.corpora import OutlierCorpus
@@ -183,14 +183,14 @@ def test_a_checkpoint_resumes_a_fit_without_an_explicit_seed(data, tmp_path, mon
 
     path = tmp_path / "fit.ckpt"
     interrupted = ADIBDetector(**{**params, "random_state": np.random.RandomState(5), "checkpoint": path})
-    monkeypatch.setattr(family, "oe_bce_objective", _InterruptAt(4))  # step 2 of epoch 2
+    monkeypatch.setattr(losses, "oe_bce_objective", _InterruptAt(4))  # step 2 of epoch 2
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit(X, X_outlier)
     with pytest.raises(NotFittedError):  # an interrupted fit leaves no half-fitted estimator
         check_is_fitted(interrupted)
     assert path.is_file()
 
-    monkeypatch.setattr(family, "oe_bce_objective", oe_bce_objective)
+    monkeypatch.setattr(losses, "oe_bce_objective", oe_bce_objective)
     # random_state=None draws a new seed; the checkpoint's recorded seed wins, so the fit resumes.
     resumed = ADIBDetector(**{**params, "random_state": None, "checkpoint": path}).fit(X, X_outlier)
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
@@ -202,11 +202,11 @@ def test_an_interrupted_fit_with_random_state_none_resumes(data, tmp_path, monke
     monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 1)
     params = {**FAST, "epochs": 3, "batch_size": 16, "random_state": None, "checkpoint": tmp_path / "fit.ckpt"}
     interrupt = _InterruptAt(4)
-    monkeypatch.setattr(family, "oe_bce_objective", interrupt)
+    monkeypatch.setattr(losses, "oe_bce_objective", interrupt)
     with pytest.raises(KeyboardInterrupt):
         ADIBDetector(**params).fit(X, X_outlier)
     counter = _InterruptAt(0)  # counts the steps, never interrupts
-    monkeypatch.setattr(family, "oe_bce_objective", counter)
+    monkeypatch.setattr(losses, "oe_bce_objective", counter)
     det = ADIBDetector(**params).fit(X, X_outlier)  # used to fail: "belongs to a different fit"
     assert counter.calls == 4  # epochs 2 and 3 only: epoch 1 came from the checkpoint
     assert np.isfinite(det.score_samples(X)).all()
@@ -234,7 +234,7 @@ def _folder_that_cannot_be_written(tmp_path):
 ])
 def test_a_bad_checkpoint_path_fails_before_training(where, error, data, tmp_path, monkeypatch):
     never = _InterruptAt(1)  # any training step would raise KeyboardInterrupt instead
-    monkeypatch.setattr(family, "oe_bce_objective", never)
+    monkeypatch.setattr(losses, "oe_bce_objective", never)
     with pytest.raises(error, match="checkpoint"):
         ADIBDetector(**FAST, checkpoint=where(tmp_path)).fit(*data)
     assert never.calls == 0
@@ -269,7 +269,7 @@ def test_an_unreadable_checkpoint_fails_before_training(write, data, tmp_path, m
     path = tmp_path / "fit.ckpt"
     write(path)
     never = _InterruptAt(1)
-    monkeypatch.setattr(family, "oe_bce_objective", never)
+    monkeypatch.setattr(losses, "oe_bce_objective", never)
     with pytest.raises(OSError, match="checkpoint: could not read"):
         ADIBDetector(**{**FAST, "random_state": None}, checkpoint=path).fit(*data)
     # Checkpoints load with weights_only=True: an object in the file is refused, its code never run.
@@ -306,7 +306,7 @@ class _Logit(torch.nn.Module):
 @pytest.mark.parametrize("shape", ["first-two-rows", "batch-mean", "fixed-reshape"])
 def test_a_module_backbone_whose_output_ignores_the_batch_size_fails_at_fit_start(shape, data, monkeypatch):
     never = _InterruptAt(1)
-    monkeypatch.setattr(family, "oe_bce_objective", never)
+    monkeypatch.setattr(losses, "oe_bce_objective", never)
     with pytest.raises(TypeError, match=r"backbone: .*\(N, 1\) anomaly logits.*N=3"):
         ADIBDetector(**{**FAST, "width": None}, backbone=_Logit(shape)).fit(*data)
     assert never.calls == 0

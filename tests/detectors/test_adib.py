@@ -4,7 +4,7 @@ import torch
 
 from conftest import TINY
 from skad_transfer import ADIBDetector, resnet26
-from skad_transfer.detectors.adib import regularized_parameters
+from skad_transfer.regularizers import regularized_parameters
 from skad_transfer.weights import save_weights
 
 
