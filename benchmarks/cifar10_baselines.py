@@ -1,13 +1,14 @@
 """CIFAR-10 one-vs-rest AUC of ADIB, ADRA and the paper's baselines on one theta0 and one OE corpus.
 
-    python benchmarks/cifar10_baselines.py --data ../shared/data --classes 0 3 8 --epochs 3 \
+    python benchmarks/cifar10_baselines.py --data DATA_DIR --classes 0 3 8 --epochs 3 \
         [--out benchmarks/results/cifar10_baselines]
 
 Protocol (paper Table 5, at CPU scale): one class is normal (its 5,000 training images), all 10,000
 test images are scored, AUC with the normal class as positive (equivalently, anomaly-positive AUC of
 the negated score). Every method starts from the same theta0 (``--weights``, default: the embedded
 ResNet26 width 16) and, where it uses outlier exposure, the same corpus: Tiny-ImageNet-32's training
-split (``outlier_exposure="tinyimagenet"``, read from ``--data``). Deep methods share the training
+split (``outlier_exposure="tinyimagenet"``, read from ``--data``, the folder holding
+``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``). Deep methods share the training
 engine and its settings (``--epochs``, lr 0.01, batch 64 + 64). Results go to a CSV and a markdown
 table under ``--out``; finished (method, class) cells are kept and skipped on a rerun.
 """
@@ -48,7 +49,8 @@ def methods(weights: str, epochs: int, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("SKAD_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder holding cifar10-jpg.zip and tiny-imagenet-32.zip")
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 3, 8])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--weights", default="default")
@@ -56,7 +58,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None)
     parser.add_argument("--out", default="benchmarks/results/cifar10_baselines")
     args = parser.parse_args()
-    os.environ["SKAD_TRANSFER_DATA"] = str(Path(args.data).resolve())
+    # This script's own process: the registered corpus "tinyimagenet" is looked up under $SKAD_TRANSFER_DATA.
+    os.environ["SKAD_TRANSFER_DATA"] = str(args.data.resolve())
     from skad_transfer.data.datasets import load_image_folder
 
     out = Path(args.out)
@@ -66,8 +69,8 @@ def main() -> None:
     if store.is_file():
         with open(store) as handle:
             done = {(r["method"], int(r["class"])): r for r in csv.DictReader(handle)}
-    X_train, y_train, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="train")
-    X_test, y_test, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="test")
+    X_train, y_train, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="train")
+    X_test, y_test, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")
     X_test = np.asarray(X_test)
     factories = methods(args.weights, args.epochs, args.seed)
     chosen = args.methods or list(factories)

@@ -1,12 +1,13 @@
 """First (decode) and second (cached memmap) load times of the real datasets.
 
-    python benchmarks/data_loading.py [--data ../shared/data] [--cache-dir /tmp/skad_bench_cache]
+    python benchmarks/data_loading.py --data DATA_DIR [--cache-dir /tmp/skad_bench_cache]
+
+``DATA_DIR`` is the folder holding ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``.
 
 The cache directory is emptied first, so the first load decodes every JPEG.
 """
 
 import argparse
-import os
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ def timed(function, *args, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("SKAD_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder holding cifar10-jpg.zip and tiny-imagenet-32.zip")
     parser.add_argument("--cache-dir", default="/tmp/skad_bench_cache")
     args = parser.parse_args()
     cache = Path(args.cache_dir)

@@ -1,8 +1,10 @@
 """Training throughput of the engine against the reference-style loop, side by side in one run.
 
-    python benchmarks/engine_speed.py --width 16 --steps 20 [--refloop ../shared/tools/refloop.py]
+    python benchmarks/engine_speed.py --width 16 --steps 20 --refloop REFLOOP
 
-Both loops train a ResNet26 of the given width on 64 normal + 64 OE random 32x32 images per step
+``REFLOOP`` (or ``$SKAD_REFLOOP``) is a reference-style training script, run as
+``python REFLOOP <width> <steps> <device>``, that prints its throughput as ``<number> img/s``
+(per-image PIL transforms in a one-worker DataLoader, fp32). Both loops train a ResNet26 of the given width on 64 normal + 64 OE random 32x32 images per step
 with BCE and SGD; each reports images per second after two warm-up steps. The engine is measured
 in float32 and in its "auto" precision (bf16 autocast where the CPU has native bf16, or on CUDA).
 """
@@ -60,13 +62,18 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--refloop", default=os.environ.get("SKAD_REFLOOP", "../shared/tools/refloop.py"))
+    parser.add_argument("--refloop", default=os.environ.get("SKAD_REFLOOP"),
+                        help="the reference loop script (default $SKAD_REFLOOP)")
     args = parser.parse_args()
+    if not args.refloop:
+        parser.error("--refloop: pass the reference loop script (python REFLOOP <width> <steps> <device> printing "
+                     "'<number> img/s'), or set $SKAD_REFLOOP")
+    if not os.path.isfile(args.refloop):
+        parser.error(f"--refloop {args.refloop}: no such file")
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"{torch.get_num_threads()} threads, auto precision = {Precision.resolve(device).autocast_dtype}")
-    reference = refloop_images_per_second(args.refloop, args.width, args.steps, device) \
-        if os.path.isfile(args.refloop) else float("nan")
+    reference = refloop_images_per_second(args.refloop, args.width, args.steps, device)
     print(f"reference loop (DataLoader + PIL, fp32): {reference:8.1f} img/s")
     for precision in ("float32", "auto"):
         ips = engine_images_per_second(args.width, args.steps, precision, device)

@@ -1,15 +1,14 @@
 """Does theta0 carry semantics? kNN on pooled features, CIFAR-10 one-vs-rest, theta0 vs random init.
 
-    python benchmarks/knn_prior.py [--data ../shared/data] [--classes 0 1 3 8] [--n-train 2000] [--k 2]
+    python benchmarks/knn_prior.py --data DATA_DIR [--classes 0 1 3 8] [--n-train 2000] [--k 2]
 
 For each normal class: features of ``n_train`` training images of that class (pooled ResNet26
 features, un-augmented), kNN-AD score (mean distance to the k nearest) of all 10,000 test images,
 AUC with the class as normal. Same network shape, two initialisations: the embedded theta0
-(``weights="default"``) and a random one.
+(``weights="default"``) and a random one. ``DATA_DIR`` is the folder holding ``cifar10-jpg.zip``.
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -25,15 +24,15 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=os.environ.get("SKAD_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--data", required=True, type=Path, help="folder holding cifar10-jpg.zip")
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 1, 3, 8])
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--weights", default="default")
     args = parser.parse_args()
     started = time.perf_counter()
-    X_train, y_train, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="train")
-    X_test, y_test, _ = load_image_folder(Path(args.data) / "cifar10-jpg.zip", split="test")
+    X_train, y_train, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="train")
+    X_test, y_test, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")
     record = resolve_weights(args.weights)
     features = {"theta0": dict(weights=record),
                 "random init": dict(weights=None, width=record.width, random_state=0)}

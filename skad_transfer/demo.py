@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ._io import save_figure
 from .cli import float_in, int_at_least
 from .data.synthetic import make_intervention_task
 from .detectors import ADIBDetector, ADRADetector
+from .plotting import plot_interventions
 from .weights import list_weights, resolve_weights
 
 
@@ -81,32 +81,6 @@ def format_table(table, interventions) -> str:
         lines.append(f"{label:<22}" + "".join(f"{a:>15.3f}" for a in aucs) + f"{np.mean(aucs):>8.3f}"
                      + f"{row['seconds']:>8.1f}")
     return "\n".join(lines)
-
-
-def plot_interventions(table, interventions, path: Path) -> Path:
-    """Grouped bars: AUC per intervention (x) and method (colour), like the paper's Figure 1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    factors = list(interventions)
-    fig, ax = plt.subplots(figsize=(7, 4.0), dpi=120)
-    width = 0.8 / len(table)
-    for i, (label, row) in enumerate(table.items()):
-        x = np.arange(len(factors)) + (i - (len(table) - 1) / 2) * width
-        ax.bar(x, [row[f] for f in factors], width, label=label)
-    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
-    ax.set_xticks(np.arange(len(factors)), [f"{f}: -> {interventions[f]}" for f in factors])
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("AUC")
-    ax.set_title("Detection under interventions (synthetic; normal = red small circle)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(table), frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path)   # atomic: an interrupted run never leaves half a PNG
-    plt.close(fig)
-    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,7 @@
-"""Real-data checks on ../shared/data (or $SKAD_SHARED_DATA); marked slow, skipped when absent."""
+"""Real-data checks on $SKAD_TRANSFER_DATA (the folder holding cifar10-jpg.zip and tiny-imagenet-32.zip).
+
+Marked slow; skipped when the variable is unset or the zips are not in that folder.
+"""
 
 import os
 import subprocess
@@ -8,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(os.environ.get("SKAD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ.get("SKAD_TRANSFER_DATA") or "").expanduser()
+ZIPS = ("cifar10-jpg.zip", "tiny-imagenet-32.zip")
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (DATA / "cifar10-jpg.zip").is_file(), reason=f"no real data at {DATA}"),
+    pytest.mark.skipif(not os.environ.get("SKAD_TRANSFER_DATA") or not all((DATA / z).is_file() for z in ZIPS),
+                       reason=f"$SKAD_TRANSFER_DATA does not name a folder holding {' and '.join(ZIPS)}"),
 ]
 
 

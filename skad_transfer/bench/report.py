@@ -12,7 +12,7 @@ file                            content                                         
 ``table6_<dataset>.md/.csv``    OE ablation: rows = methods, columns = corpora (mean AUC)     Table 6
 ``fig1_interventions_*.png``    AUC per intervention and method (plus a table of the bars)    Fig. 1
 ``fig2_shift_*.png``            AUC vs number of normal colours, per method                   Fig. 2
-``fig3_tsne.png``               t-SNE of a refitted run's features (``--tsne`` only)          Fig. 3
+``fig3_tsne.png``               t-SNE of a run's stored test features (``--tsne`` only)       Fig. 3
 ``fig4_top_anomalies.png``      the top-k most anomalous test images of one run               Fig. 4
 ``report.md``                   every table, settings, commands and figure links
 ==============================  ===========================================================  ==========
@@ -24,10 +24,15 @@ the std over seeds of the per-seed class average (seeds present for every class 
 Runs of one method with different settings, method parameters or OE corpus (different
 ``variant`` in :func:`summarize`) get separate rows, labelled ``method [variant]``.
 
-Figures 3 and 4 need test images: they are re-created from the run's stored configuration by the
-protocol functions (:func:`recreate_split`): exactly for the synthetic generators, by reloading
-``cifar10-jpg.zip`` from ``--data`` for CIFAR-10. When that is impossible the figure is skipped
-with a message.
+The report reads the store and draws; it fits nothing. Tables and Figs. 1 and 2 come from the
+records' metrics, Fig. 4 from a run's stored scores, Fig. 3 from the test features a run stored
+when it was made (``skad-transfer bench --save-features``). Every table cell and figure is found by
+the fields of the runs' split metadata (``config["split_meta"]``: class index and name, OE label,
+intervened factor, colour step), never by reading split names. The test images themselves are not
+in the store: Fig. 4 (and the class colours of Fig. 3) re-create them from the run's configuration
+with the protocol functions (:func:`recreate_split`): exactly for the synthetic generators and
+scikit-learn's digits, by reloading ``cifar10-jpg.zip`` from ``--data`` for CIFAR-10. When that is
+impossible the figure is skipped with a message.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import re
 import shlex
 import sys
@@ -46,8 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_text, save_figure
-from .runner import StoreError, _hash, load_records, run_path, summarize
+from .._io import atomic_write_text
+from ..plotting import plot_embedding, plot_image_grid, plot_interventions, plot_shift
+from .runner import summarize
+from .store import ResultStore, StoreError, corpus_label, variant_id
 
 __all__ = ["ReportResult", "add_arguments", "build_report", "recreate_split", "run"]
 
@@ -81,20 +87,6 @@ class ReportResult:
 
 
 # ----------------------------------------------------------------------------- grouping
-def _variant(config: Mapping[str, Any], *, with_oe: bool = True, table: bool = False) -> str:
-    """summarize()'s variant hash of a run configuration.
-
-    ``with_oe=False`` leaves the OE corpus out (settings and method parameters only);
-    ``table=True`` drops the content digest of array corpora (``"array(n, ...):<digest>"``), which
-    are generated per split (interventions, shift steps) and so are data rather than settings.
-    """
-    oe = config.get("outlier_exposure") if with_oe else None
-    if table and isinstance(oe, str) and oe.startswith("array("):
-        oe = oe.split(":", 1)[0]
-    payload = {"settings": config.get("settings"), "method_params": config.get("method_params"), "oe": oe}
-    return _hash(payload)[:8]
-
-
 def _fmt(mean: float, std: float | None) -> str:
     if mean is None or not np.isfinite(mean):
         return "—"
@@ -103,10 +95,16 @@ def _fmt(mean: float, std: float | None) -> str:
     return f"{100 * mean:.1f} ({100 * std:.1f})"
 
 
+def _meta(record: Mapping[str, Any], key: str):
+    """A field of a run's split metadata; LookupError (naming the run) when the run lacks it."""
+    meta = record["config"].get("split_meta") or {}
+    if key not in meta:
+        raise LookupError(f"run {record.get('run_id')}: its split metadata has no {key!r} (fields: {sorted(meta)})")
+    return meta[key]
+
+
 def _class_label(record: Mapping[str, Any]) -> str:
-    meta = record["config"].get("split_meta", {})
-    name = record["split"].split("|oe=")[0]
-    return str(meta.get("class_name", name.split(":", 1)[-1]))
+    return str(_meta(record, "class_name"))
 
 
 def _class_order(record: Mapping[str, Any]):
@@ -118,10 +116,7 @@ def _class_order(record: Mapping[str, Any]):
 
 
 def _oe_label(record: Mapping[str, Any]) -> str:
-    meta = record["config"].get("split_meta", {})
-    if "oe" in meta:
-        return str(meta["oe"])
-    return record["split"].split("|oe=", 1)[1] if "|oe=" in record["split"] else "default"
+    return str(_meta(record, "oe"))
 
 
 class _Group:
@@ -130,10 +125,10 @@ class _Group:
     def __init__(self, records: list[dict], rows: list[dict]):
         self.records = records
         with_oe = records[0]["protocol"] != "oe-ablation"
+        self.with_oe = with_oe
         variants = {}
         for r in records:
-            variants.setdefault(r["method"], {}).setdefault(_variant(r["config"], with_oe=with_oe, table=True),
-                                                            r["config"])
+            variants.setdefault(r["method"], {}).setdefault(self._table_variant(r["config"]), r["config"])
         self.row_keys: list[tuple[str, str]] = []   # (method, table variant)
         self.labels: dict[tuple[str, str], str] = {}
         self.configs: dict[tuple[str, str], dict] = {}
@@ -143,12 +138,16 @@ class _Group:
                 self.row_keys.append(key)
                 self.labels[key] = method if len(variants[method]) == 1 else f"{method} [{v}]"
                 self.configs[key] = config
-        self.with_oe = with_oe
         # summarize rows by (split, method, summarize variant)
         self.rows = {(row["split"], row["method"], row["variant"]): row for row in rows}
 
+    def _table_variant(self, config) -> str:
+        # OE ablation: the corpora are the columns, not a setting of the row. Elsewhere the corpus
+        # counts by its label: OE arrays generated per split are data, not a setting.
+        return variant_id(config, outlier_exposure="label" if self.with_oe else None)
+
     def row_key(self, record) -> tuple[str, str]:
-        return record["method"], _variant(record["config"], with_oe=self.with_oe, table=True)
+        return record["method"], self._table_variant(record["config"])
 
     def columns(self, label=_class_label) -> list[tuple[str, list[str]]]:
         """Ordered column labels with the split names that fall in each."""
@@ -163,7 +162,7 @@ class _Group:
         """The summarize() row of this table row in one of ``splits`` (None if absent)."""
         for r in self.records:
             if r["split"] in splits and self.row_key(r) == key:
-                return self.rows.get((r["split"], r["method"], _variant(r["config"])))
+                return self.rows.get((r["split"], r["method"], variant_id(r["config"])))
         return None
 
     def seed_mean(self, key, columns, metric: str) -> tuple[float, float]:
@@ -196,8 +195,8 @@ def _settings_text(group: _Group) -> str:
         parts += [f"lr {s.get('lr')}", f"batch size {s.get('batch_size')}"]
         if group.with_oe:
             oe = config.get("outlier_exposure")
-            if isinstance(oe, str) and oe.startswith("array("):   # generated per split: drop its digest
-                oe = oe.split(":", 1)[0] + " (generated)"
+            if corpus_label(oe) != oe:   # an array, generated per split: its label without the digest
+                oe = f"{corpus_label(oe)} (generated)"
             parts.append(f"OE {oe}")
         if config.get("method_params"):
             parts.append(f"method params {config['method_params']}")
@@ -384,65 +383,34 @@ def _build_tables(records: list[dict], rows: list[dict]) -> list[tuple[_Table, _
 
 # ----------------------------------------------------------------------------- figures
 def _fig_interventions(group: _Group, path: Path) -> Path:
-    from ..demo import plot_interventions
-
-    def factor_of(r):
-        return str(r["config"].get("split_meta", {}).get("factor", r["split"].split("->")[0]))
-
     interventions = {}
-    table: dict[str, dict[str, float]] = {}
     for r in sorted(group.records, key=lambda r: r["split"]):
-        meta = r["config"].get("split_meta", {})
-        interventions[factor_of(r)] = str(meta.get("value", r["split"].split("->")[-1]))
+        interventions[str(_meta(r, "factor"))] = str(_meta(r, "value"))
+    table: dict[str, dict[str, float]] = {}
     for rk in group.row_keys:
         row = {}
         for factor in interventions:
-            splits = [r["split"] for r in group.records if factor_of(r) == factor]
-            cell = group.cell(rk, splits)
+            cell = group.cell(rk, [r["split"] for r in group.records if str(_meta(r, "factor")) == factor])
             row[factor] = cell["auc_mean"] if cell else float("nan")
         table[group.labels[rk]] = row
     return plot_interventions(table, interventions, path)
 
 
 def _fig_shift(group: _Group, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def step(r):
-        meta = r["config"].get("split_meta", {})
-        if isinstance(meta.get("step"), int):
-            return meta["step"]
-        m = re.search(r"(\d+)", r["split"])
-        return int(m.group(1)) if m else 0
-
-    steps = sorted({step(r) for r in group.records})
+    steps = sorted({int(_meta(r, "step")) for r in group.records})
     colors_at = {}
     for r in group.records:
-        colors_at.setdefault(step(r), r["config"].get("split_meta", {}).get("normal_colors"))
-    fig, ax = plt.subplots(figsize=(6, 4.0), dpi=120)
+        colors_at.setdefault(int(_meta(r, "step")), _meta(r, "normal_colors"))
+    curves = {}
     for rk in group.row_keys:
-        xs, ms, sds = [], [], []
+        xs, means, stds = [], [], []
         for k in steps:
-            cell = group.cell(rk, [r["split"] for r in group.records if step(r) == k])
+            cell = group.cell(rk, [r["split"] for r in group.records if int(_meta(r, "step")) == k])
             if cell:
-                xs.append(k), ms.append(cell["auc_mean"]), sds.append(cell["auc_std"])
-        ms, sds = np.array(ms), np.array(sds)
-        ax.plot(xs, ms, marker="o", label=group.labels[rk])
-        ax.fill_between(xs, ms - sds, ms + sds, alpha=0.2)
-    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+                xs.append(k), means.append(cell["auc_mean"]), stds.append(cell["auc_std"])
+        curves[group.labels[rk]] = (xs, means, stds)
     ticks = [f"{k}" + (f"\n+{colors_at[k][-1]}" if colors_at.get(k) else "") for k in steps]
-    ax.set_xticks(steps, ticks, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("number of normal colours")
-    ax.set_ylabel("AUC")
-    ax.set_title("Robustness to non-semantic colour shift")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return plot_shift(curves, steps, ticks, path)
 
 
 def _pick_run(records: list[dict], run_id: str | None) -> dict:
@@ -476,8 +444,12 @@ def _benchmark_data(dataset: str, data, random_state: int):
     return _DATA_CACHE[key]
 
 
-def recreate_split(record: Mapping[str, Any], data=None, *, with_outlier_exposure: bool = False):
+def recreate_split(record: Mapping[str, Any], data=None):
     """Re-create the :class:`~skad_transfer.bench.protocols.Split` of a stored run.
+
+    The split is found by the fields of the run's split metadata (``config["split_meta"]``): the
+    class index and name for the class protocols, the intervened factor and its value, or the
+    number of colours.
 
     Parameters
     ----------
@@ -485,46 +457,47 @@ def recreate_split(record: Mapping[str, Any], data=None, *, with_outlier_exposur
         A stored run record (``STORE/runs/<run_id>.json``).
     data : str or path-like, optional
         Folder holding ``cifar10-jpg.zip`` (CIFAR-10 runs only).
-    with_outlier_exposure : bool, default=False
-        Also re-create a synthetic OE array of the class protocols (otherwise the split's
-        ``outlier_exposure`` is the stored label, or None).
 
     Returns
     -------
     split : Split
-        The same split the run was scored on (checked against the stored labels when the
-        ``.npz`` file is next to it).
+        The split the run was scored on, under its stored name. Its ``outlier_exposure`` is the
+        stored corpus name or path, or None for an array corpus of a class protocol (the store
+        keeps a digest of its images, not the images); the synthetic protocols re-create theirs.
 
     Raises
     ------
     LookupError
         When the images cannot be re-created (MPI3D, an unknown dataset, CIFAR-10 without
-        ``data``, or a configuration the protocol functions do not reproduce).
+        ``data``, a configuration the protocol functions do not reproduce, or split metadata
+        without a field this needs).
     """
     from dataclasses import replace
 
-    from ..data.synthetic import COLOR_NAMES, make_interventions
+    from ..data.synthetic import COLOR_NAMES
     from . import protocols as P
 
     config = record["config"]
-    meta = config.get("split_meta", {})
+    meta = config.get("split_meta") or {}
     protocol, dataset, name = record["protocol"], record["dataset"], record["split"]
     rs = meta.get("random_state")
     if protocol in ("interventions", "non-semantic-shift"):
         if meta.get("source") != "synthetic":
             raise LookupError(f"run {record.get('run_id')}: {protocol} on {meta.get('source', dataset)!r} data "
                               f"cannot be re-created from the store (only the synthetic generator can)")
-        common = dict(n_normal=meta["n_normal"], n_outlier=meta["n_outlier"], n_test=meta["n_test"],
-                      image_size=meta.get("image_size", 32), random_state=rs)
+        common = dict(n_normal=_meta(record, "n_normal"), n_outlier=_meta(record, "n_outlier"),
+                      n_test=_meta(record, "n_test"), image_size=meta.get("image_size", 32), random_state=rs)
         if protocol == "interventions":
             splits = P.interventions(normal=meta.get("normal"), **common)
+            wanted = {"factor": _meta(record, "factor"), "value": _meta(record, "value")}
         else:
             colors = list(meta.get("normal_colors") or [])
             if colors != list(COLOR_NAMES[:len(colors)]):
                 raise LookupError(f"run {record.get('run_id')}: custom colour order {colors} cannot be re-created")
             splits = P.non_semantic_shift(normal_shape=meta.get("normal_shape"),
                                           anomaly_shape=meta.get("anomaly_shape"), **common)
-        split = next((s for s in splits if s.name == name), None)
+            wanted = {"step": _meta(record, "step")}
+        split = next((s for s in splits if all(s.meta.get(k) == v for k, v in wanted.items())), None)
         if split is None:
             raise LookupError(f"run {record.get('run_id')}: split {name!r} is not produced by the default "
                               f"{protocol} settings")
@@ -533,157 +506,91 @@ def recreate_split(record: Mapping[str, Any], data=None, *, with_outlier_exposur
         if "normal_class" in meta:
             fn, cls = P.one_vs_rest, meta["normal_class"]
         else:
-            fn, cls = P.leave_one_out, meta["anomaly_class"]
-        base = name.split("|oe=")[0]
-        names = loaded.class_names if ":" in base else None
-        oe = config.get("outlier_exposure")
-        if oe is not None and oe.startswith("array(") and with_outlier_exposure:
-            n = int(re.match(r"array\((\d+)", oe).group(1))
-            oe = make_interventions(n, random_state=(rs or 0) + 2, return_factors=False)
-        elif oe is not None and oe.startswith("array("):
-            oe = None
+            fn, cls = P.leave_one_out, _meta(record, "anomaly_class")
+        # The class is named after loaded.class_names when the run was given them, else by its
+        # index: passing them or not gives the stored class_name (and the split's own meta).
+        named = [str(n) for n in loaded.class_names]
+        given = isinstance(cls, int) and 0 <= cls < len(named) and named[cls] == str(_meta(record, "class_name"))
+        key = config.get("outlier_exposure")
+        oe = key if corpus_label(key) == key else None   # an array corpus: only its digest is stored
         split = fn(loaded.X_train, loaded.y_train, loaded.X_test, loaded.y_test, cls, outlier_exposure=oe,
-                   n_normal=meta.get("n_normal"), n_test=meta.get("n_test"), class_names=names, random_state=rs)
+                   n_normal=meta.get("n_normal"), n_test=meta.get("n_test"),
+                   class_names=loaded.class_names if given else None, random_state=rs)
         split = replace(split, name=name)
     else:
         raise LookupError(f"run {record.get('run_id')}: unknown protocol {protocol!r}")
     return split
 
 
-def _check_labels(record, split, store) -> np.ndarray | None:
-    npz = run_path(store, record["run_id"], ".npz")
-    if not npz.is_file():
-        return None
-    try:
-        with np.load(npz, allow_pickle=False) as stored:
-            scores, labels = stored["scores"], stored["labels"]
-    except Exception as error:  # a truncated zip, a missing key, a foreign file: numpy raises many types
-        raise StoreError(f"{npz}: not a readable scores file ({type(error).__name__}: {error}); delete it and "
-                         f"{npz.stem}.json and rerun the sweep to redo that run") from error
-    if scores.shape != labels.shape or scores.ndim != 1:
-        raise StoreError(f"{npz}: scores {scores.shape} and labels {labels.shape} are not one score per label")
-    if not np.array_equal(labels, split.y_test):
-        raise LookupError(f"run {record['run_id']}: the re-created test labels differ from the stored ones")
-    return scores
-
-
-def _fig_top_anomalies(record, store, data, path: Path, top_k: int) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _fig_top_anomalies(record, store: ResultStore, data, path: Path, top_k: int) -> Path:
+    stored = store.read_scores(record["run_id"])   # a damaged store is an error, whatever the data
     split = recreate_split(record, data)
-    scores = _check_labels(record, split, store)
-    if scores is None:
-        raise LookupError(f"run {record['run_id']}: no scores file {record['run_id']}.npz")
-    order = np.argsort(scores, kind="stable")[:top_k]     # lowest score_samples = most anomalous
-    cols = min(len(order), 8)
-    rows = int(np.ceil(len(order) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.5), dpi=120, squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for rank, (ax, i) in enumerate(zip(axes.ravel(), order), start=1):
-        ax.imshow(np.asarray(split.X_test[i]))
-        anomalous = split.y_test[i] == -1
-        ax.set_title(f"#{rank} {'anomaly' if anomalous else 'normal'}", fontsize=7,
-                     color="tab:red" if anomalous else "tab:blue")
-    fig.suptitle(f"Top {len(order)} anomalies: {record['method']}, {record['dataset']} {record['protocol']} "
-                 f"{record['split']}, seed {record['seed']}", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    if not np.array_equal(stored["labels"], split.y_test):
+        raise LookupError(f"run {record['run_id']}: the re-created test labels differ from the stored ones")
+    order = np.argsort(stored["scores"], kind="stable")[:top_k]     # lowest score_samples = most anomalous
+    title = (f"Top {len(order)} anomalies: {record['method']}, {record['dataset']} {record['protocol']} "
+             f"{record['split']}, seed {record['seed']}")
+    return plot_image_grid([split.X_test[i] for i in order], split.y_test[order] == -1, title, path)
 
 
-def _test_classes(record, split, data) -> np.ndarray | None:
+def _test_classes(record, labels, data) -> np.ndarray | None:
     """Class names of a class protocol's test images (found by content in the reloaded dataset)."""
     if record["protocol"] not in ("one-vs-rest", "leave-one-out", "oe-ablation"):
+        return None
+    try:
+        split = recreate_split(record, data)
+    except LookupError:   # images out of reach (CIFAR-10 without --data): no class colours
+        return None
+    if not np.array_equal(split.y_test, labels):
         return None
     rs = record["config"].get("split_meta", {}).get("random_state")
     loaded = _benchmark_data(record["dataset"], data, rs if isinstance(rs, int) else 0)
     lookup = {np.asarray(x).tobytes(): int(y) for x, y in zip(loaded.X_test, loaded.y_test)}
-    labels = [lookup.get(np.asarray(x).tobytes()) for x in split.X_test]
-    if any(label is None for label in labels):
+    classes = [lookup.get(np.asarray(x).tobytes()) for x in split.X_test]
+    if any(c is None for c in classes):
         return None
-    return np.array([str(loaded.class_names[label]) for label in labels])
+    return np.array([str(loaded.class_names[c]) for c in classes])
 
 
-def _fig_tsne(record, store, data, path: Path, device: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _fig_tsne(record, store: ResultStore, data, path: Path) -> Path:
     from sklearn.manifold import TSNE
 
-    from ..features import LayerFeatures
-    from .runner import _fit, make_estimator
-
-    if record["dataset"] != "synthetic" and data is None:
-        raise LookupError(f"t-SNE of a {record['dataset']} run refits it on the real data: pass --data")
-    if data is not None:
-        os.environ.setdefault("SKAD_TRANSFER_DATA", str(Path(data).resolve()))
-    config = record["config"]
-    split = recreate_split(record, data, with_outlier_exposure=True)
-    settings = {**config["settings"], "device": device}
-    estimator = make_estimator(record["method"], settings, random_state=record["seed"],
-                               **config.get("method_params", {}))
-    _fit(estimator, split)
-    if hasattr(estimator, "network_"):
-        features = LayerFeatures(backbone=estimator, device=device).fit(split.X_test[:1])
-    elif hasattr(estimator, "steps") and isinstance(estimator.steps[0][1], LayerFeatures):
-        features = estimator.steps[0][1]
-    else:
-        raise LookupError(f"method {record['method']!r} has no network to embed")
-    Z = np.asarray(features.transform(split.X_test), dtype=np.float64)
+    stored = store.read_scores(record["run_id"])
+    if "features" not in stored:
+        raise LookupError(f"run {record['run_id']} has no stored features: make the runs with 'skad-transfer "
+                          f"bench --save-features' (a stored run is not redone: use a new store, or delete the "
+                          f"run's two files first)")
+    Z = np.asarray(stored["features"], dtype=np.float64)
     perplexity = float(min(30.0, max(2.0, (len(Z) - 1) / 3)))
     E = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(Z)
-    classes = _test_classes(record, split, data)
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    if classes is not None:   # class protocols: colour by class (as the paper), anomalies ringed
-        names, codes = np.unique(classes, return_inverse=True)
-        cmap = plt.get_cmap("tab10")
-        for k, name in enumerate(names):
-            m = codes == k
-            ax.scatter(E[m, 0], E[m, 1], s=10, color=cmap(k % 10), label=str(name), alpha=0.8)
-        m = split.y_test == -1
-        ax.scatter(E[m, 0], E[m, 1], s=40, facecolors="none", edgecolors="black", lw=0.6, label="anomaly")
-    else:
-        for value, label, color in ((1, "normal", "tab:blue"), (-1, "anomaly", "tab:red")):
-            m = split.y_test == value
-            ax.scatter(E[m, 0], E[m, 1], s=8, c=color, label=label, alpha=0.7)
-    ax.set_xticks([]), ax.set_yticks([])
-    ax.set_title(f"t-SNE of {record['method']} features ({record['dataset']} {record['split']}, "
-                 f"seed {record['seed']}, refitted)", fontsize=8)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    title = (f"t-SNE of {record['method']} features ({record['dataset']} {record['split']}, "
+             f"seed {record['seed']})")
+    return plot_embedding(E, stored["labels"] == -1, title, path,
+                          classes=_test_classes(record, stored["labels"], data))
 
 
 # ----------------------------------------------------------------------------- main
 def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | None = None, tsne: bool = False,
-                 device: str = "cpu", command: str | None = None, verbose: bool = True) -> ReportResult:
+                 command: str | None = None, verbose: bool = True) -> ReportResult:
     """Write paper-style tables (Markdown + CSV) and figures (PNG) of a result store.
 
     Parameters
     ----------
-    store : str or path-like
+    store : str, path-like or ResultStore
         Result store folder (holding ``runs/``).
     out : str or path-like, optional
         Output folder (created); default ``STORE/report``.
     data : str or path-like, optional
-        Folder holding ``cifar10-jpg.zip``, to reload CIFAR-10 images for Figs. 3 and 4.
+        Folder holding ``cifar10-jpg.zip``, to reload CIFAR-10 test images for Fig. 4 and the
+        class colours of Fig. 3.
     top_k : int, default=16
         Images in the top-anomalies grid (Fig. 4).
     run_id : str, optional
         The run shown in Figs. 3 and 4; default: the first leave-one-out (else one-vs-rest,
         OE ablation, interventions, shift) run, ADIB first.
     tsne : bool, default=False
-        Refit that run and draw a t-SNE of its learned features of the test images (Fig. 3).
-    device : str, default="cpu"
-        Device of the t-SNE refit.
+        Draw a t-SNE of that run's test features (Fig. 3), which the run stored when it was made
+        (``skad-transfer bench --save-features``); skipped with a message for a run without them.
     command : str, optional
         The command line quoted in the report (default: the Python call).
     verbose : bool, default=True
@@ -701,28 +608,29 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
         If it holds no finished runs, ``run_id`` is not one of them, or ``top_k`` < 1.
     StoreError
         (a ValueError) If a run's JSON or scores file is damaged, or a record's run id is not one
-        :func:`~skad_transfer.bench.runner.run_id` writes; the message names the file. Every file
+        :func:`~skad_transfer.bench.store.config_id` writes; the message names the file. Every file
         of the report is written atomically (a temporary name, then :func:`os.replace`), so a
         report interrupted midway leaves the previous version of each file whole.
     """
-    store = Path(store)
+    store = ResultStore(store)
+    root = store.root
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
-    if store.exists() and not store.is_dir():
-        raise NotADirectoryError(f"result store {store} is a file, not a folder written by skad-transfer bench")
-    if not store.is_dir():
-        raise FileNotFoundError(f"result store not found: {store}")
-    out = Path(out) if out is not None else store / "report"
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"result store {root} is a file, not a folder written by skad-transfer bench")
+    if not root.is_dir():
+        raise FileNotFoundError(f"result store not found: {root}")
+    out = Path(out) if out is not None else root / "report"
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"report output {out} is a file, not a folder")
-    records = load_records(store)   # StoreError (naming the file) for a damaged record
+    records = store.records()   # StoreError (naming the file) for a damaged record
     if not records:
-        raise ValueError(f"result store {store} holds no finished runs (no {store / 'runs'}/*.json)")
+        raise ValueError(f"result store {root} holds no finished runs (no {store.runs_dir}/*.json)")
     out.mkdir(parents=True, exist_ok=True)
-    command = command or f"build_report({str(store)!r}, {str(out)!r})"
+    command = command or f"build_report({str(root)!r}, {str(out)!r})"
     rows = summarize(store)
     result = ReportResult(markdown=out / "report.md")
-    sections = [f"# Benchmark report\n\nStore: `{store}` ({len(records)} runs). Produced by `{command}`.\n"]
+    sections = [f"# Benchmark report\n\nStore: `{root}` ({len(records)} runs). Produced by `{command}`.\n"]
     tables = _build_tables(records, rows)
     for table, group in tables:
         md = f"## {table.title}\n\n{_markdown_table(table)}\n\n{table.notes}\n"
@@ -753,8 +661,8 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
     for key, title, make in (
             ("fig4_top_anomalies", f"Figure 4: the {top_k} most anomalous test images",
              lambda p: _fig_top_anomalies(record, store, data, p, top_k)),
-            ("fig3_tsne", "Figure 3: t-SNE of learned features (refitted)",
-             (lambda p: _fig_tsne(record, store, data, p, device)) if tsne else None)):
+            ("fig3_tsne", "Figure 3: t-SNE of learned features",
+             (lambda p: _fig_tsne(record, store, data, p)) if tsne else None)):
         if make is None:
             continue
         try:
@@ -784,11 +692,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("store", help="result store folder written by 'skad-transfer bench'")
     a("--out", help="output folder (default STORE/report)")
-    a("--data", help="folder holding cifar10-jpg.zip, to reload CIFAR-10 images for Figs. 3 and 4")
+    a("--data", help="folder holding cifar10-jpg.zip, to reload CIFAR-10 test images for Figs. 3 and 4")
     a("--top-k", dest="top_k", type=int, default=16, help="images in the top-anomalies grid (default 16)")
     a("--run", dest="run_id", help="run id shown in Figs. 3 and 4 (default: a leave-one-out/one-vs-rest ADIB run)")
-    a("--tsne", action="store_true", help="refit that run and draw a t-SNE of its features (Fig. 3)")
-    a("--device", default="cpu", help="device of the --tsne refit (default cpu)")
+    a("--tsne", action="store_true", help="draw a t-SNE of that run's stored test features (Fig. 3; the runs "
+                                          "must have been made with 'skad-transfer bench --save-features')")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -800,7 +708,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k != 16:
         argv += ["--top-k", str(args.top_k)]
     if args.tsne:
-        argv += ["--tsne", "--device", args.device]
+        argv += ["--tsne"]
     build_report(args.store, args.out, data=args.data, top_k=args.top_k, run_id=args.run_id, tsne=args.tsne,
-                 device=args.device, command=shlex.join(argv))
+                 command=shlex.join(argv))
     return 0

@@ -4,19 +4,15 @@
 
 The result store
 ----------------
-A folder ``STORE`` with one pair of files per finished run::
-
-    STORE/runs/<run_id>.json   method, protocol, dataset, split, seed, settings, params, metrics,
-                               timing, versions
-    STORE/runs/<run_id>.npz    scores (score_samples on X_test) and labels (y_test)
-
-``run_id`` is a 16-hex-digit hash of the run's configuration (method, protocol, dataset, split and
-its meta, OE corpus, seed, shared settings except the device, method parameters), so the same run
-always lands in the same file. Both files are written to a temporary name and moved into place
-with :func:`os.replace`, the ``.npz`` first: a JSON file exists only for a complete run. A rerun
-skips every run whose JSON exists, so an interrupted sweep loses only the runs in progress. A JSON
-file that is not a run record (truncated, edited, foreign) is never skipped or averaged around:
-reading it raises :class:`StoreError` naming the file (``docs/design.md``, "What is trusted").
+Every finished run is kept in a :class:`~skad_transfer.bench.store.ResultStore`: a folder with
+``runs/<run_id>.json`` (method, protocol, dataset, split, seed, settings, params, metrics, timing,
+versions) and ``runs/<run_id>.npz`` (scores and labels of the test images). ``run_id`` hashes the
+run's configuration (:meth:`Task.config`: method, protocol, dataset, split and its meta, OE corpus,
+seed, shared settings except the device, method parameters), so the same run always lands in the
+same file. A rerun skips every run whose JSON exists, so an interrupted sweep loses only the runs in
+progress. A JSON file that is not a run record (truncated, edited, foreign) is never skipped or
+averaged around: reading it raises :class:`StoreError` naming the file (``docs/design.md``, "What
+is trusted").
 
 Metrics take the **anomaly** as the positive class: ``auc = roc_auc_score(y_test == -1, -scores)``
 and ``ap = average_precision_score(y_test == -1, -scores)`` (``scores`` are ``score_samples``,
@@ -43,25 +39,23 @@ of the grid (task ``i`` on ``cuda:{i % n_gpus}``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import math
+import os
 import platform
-import re
 import sys
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write
-from .protocols import Split, describe_corpus
+from .protocols import Split
+from .store import ResultStore, StoreError, config_id, corpus_key, read_record, variant_id
 
 __all__ = ["METHODS", "DEFAULT_SETTINGS", "StoreError", "Task", "add_arguments", "check_options", "format_summary",
            "load_config", "load_records", "make_estimator", "make_tasks", "read_record", "run", "run_grid", "run_id",
@@ -213,29 +207,9 @@ class Task:
         """The JSON-serialisable configuration that identifies this run (device excluded)."""
         settings = {k: v for k, v in self.settings.items() if k != "device"}
         return {"method": self.method, "protocol": self.protocol, "dataset": self.dataset, "split": self.split.name,
-                "split_meta": _jsonable(self.split.meta), "outlier_exposure": _corpus_key(self.split.outlier_exposure),
+                "split_meta": _jsonable(self.split.meta), "outlier_exposure": corpus_key(self.split.outlier_exposure),
                 "n_normal": int(len(self.split.X_normal)), "n_test": int(len(self.split.X_test)),
                 "seed": int(self.seed), "settings": _jsonable(settings), "method_params": _jsonable(self.method_params)}
-
-
-_ARRAY_DIGESTS: dict[int, tuple[Any, str]] = {}
-
-
-def _corpus_key(spec) -> str | None:
-    """Corpus label; arrays also get a content digest so that different arrays give different run ids."""
-    label = describe_corpus(spec)
-    if spec is None or isinstance(spec, (str, os.PathLike)) or not hasattr(spec, "shape"):
-        return label
-    cached = _ARRAY_DIGESTS.get(id(spec))
-    if cached is None or cached[0]() is not spec:
-        digest = hashlib.sha1(np.ascontiguousarray(spec).view(np.uint8).ravel()).hexdigest()[:12]
-        try:
-            ref = weakref.ref(spec)
-        except TypeError:  # not weak-referenceable: do not cache
-            return f"{label}:{digest}"
-        cached = (ref, digest)
-        _ARRAY_DIGESTS[id(spec)] = cached
-    return f"{label}:{cached[1]}"
 
 
 def _jsonable(value):
@@ -254,13 +228,9 @@ def _jsonable(value):
     return repr(value)
 
 
-def _hash(payload) -> str:
-    return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def run_id(task: Task) -> str:
-    """The short hash of ``task.config()`` that names its files in the store."""
-    return _hash(task.config())
+    """The short hash of ``task.config()`` that names its files in the store (:func:`~.store.config_id`)."""
+    return config_id(task.config())
 
 
 def make_tasks(methods: Sequence[str], splits: Split | Iterable[Split], seeds: Sequence[int], *, protocol: str,
@@ -305,26 +275,6 @@ def make_tasks(methods: Sequence[str], splits: Split | Iterable[Split], seeds: S
 
 
 # ----------------------------------------------------------------------------- store
-class StoreError(ValueError):
-    """A file of a result store is not a run record: corrupt, truncated, or not written by this module.
-
-    The message names the file. Records are written atomically, so a damaged one was damaged after
-    the fact (a full disk, a hand edit, a copy that was cut short); deleting the run's two files
-    makes the next sweep redo that run.
-    """
-
-
-#: What :func:`run_id` produces: the run's files are named by it, so nothing else may be joined to
-#: the store's path (a ``run_id`` read from a file could otherwise be ``../../x``).
-_RUN_ID = re.compile(r"[0-9a-f]{16}")
-#: Keys every stored record has (what :func:`summarize` and the report read).
-_RECORD_KEYS = ("run_id", "method", "protocol", "dataset", "split", "seed", "config", "metrics", "timing")
-
-
-def _runs_dir(store) -> Path:
-    return Path(store) / "runs"
-
-
 def run_path(store, rid: str, suffix: str = ".json") -> Path:
     """``STORE/runs/<rid><suffix>``, for a ``rid`` of the form :func:`run_id` produces.
 
@@ -333,38 +283,7 @@ def run_path(store, rid: str, suffix: str = ".json") -> Path:
     StoreError
         If ``rid`` is not 16 lowercase hex digits (so that no id can lead out of the store).
     """
-    if not isinstance(rid, str) or not _RUN_ID.fullmatch(rid):
-        raise StoreError(f"result store {store}: run id {rid!r} is not a run id (16 hex digits, as written by "
-                         f"skad-transfer bench); the store's records are damaged or were not written by it")
-    return _runs_dir(store) / f"{rid}{suffix}"
-
-
-def read_record(path) -> dict:
-    """One stored run record (``STORE/runs/<run_id>.json``), checked.
-
-    Raises
-    ------
-    StoreError
-        If the file is not valid JSON (e.g. truncated), not an object, lacks a key of a run record,
-        or holds a ``run_id`` other than its file name.
-    """
-    path = Path(path)
-    hint = f"delete it (and {path.stem}.npz) and rerun the sweep to redo that run"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StoreError(f"{path}: not a valid run record (corrupt or truncated JSON: {error}); {hint}") from error
-    if not isinstance(record, dict):
-        raise StoreError(f"{path}: not a run record (a JSON {type(record).__name__}, not an object); {hint}")
-    missing = [k for k in _RECORD_KEYS if k not in record]
-    if missing:
-        raise StoreError(f"{path}: not a run record (missing keys {missing}); {hint}")
-    if record["run_id"] != path.stem:
-        raise StoreError(f"{path}: holds run_id {record['run_id']!r}, not its file name {path.stem!r}; {hint}")
-    for key, inner in (("metrics", ("auc", "ap")), ("timing", ("fit_seconds",))):
-        if not isinstance(record[key], dict) or any(k not in record[key] for k in inner):
-            raise StoreError(f"{path}: not a run record ({key!r} lacks {list(inner)}); {hint}")
-    return record
+    return ResultStore(store).path(rid, suffix)
 
 
 def _versions(device: str) -> dict:
@@ -404,19 +323,38 @@ def _params(estimator) -> dict:
         return {}
 
 
-def execute(task: Task, store, *, device: str | None = None, skip_existing: bool = True) -> dict:
+def _test_features(estimator, X_test, device) -> np.ndarray:
+    """Features of the test images under a fitted method: its network's pooled features (deep
+    detectors) or its pipeline's feature step (kNN, OC-SVM), the embedding of the report's t-SNE."""
+    from ..features import LayerFeatures
+
+    if hasattr(estimator, "network_"):
+        features = LayerFeatures(backbone=estimator, device=device).fit(X_test[:1])
+    elif hasattr(estimator, "steps") and isinstance(estimator.steps[0][1], LayerFeatures):
+        features = estimator.steps[0][1]
+    else:
+        raise ValueError(f"{type(estimator).__name__} has no network whose features could be kept")
+    return np.asarray(features.transform(X_test), dtype=np.float32)
+
+
+def execute(task: Task, store, *, device: str | None = None, skip_existing: bool = True,
+            save_features: bool = False) -> dict:
     """Run one task (or load its stored result) and return its record.
 
     Parameters
     ----------
     task : Task
-    store : str or path-like
+    store : str, path-like or ResultStore
         Result store folder.
     device : str, optional
         Overrides ``task.settings["device"]`` (not part of the run id); a ``"cuda:<i>"`` device is
         also made the process's current CUDA device.
     skip_existing : bool, default=True
         Return the stored record if the run's JSON exists.
+    save_features : bool, default=False
+        Also store the test images' features under the fitted model (float32, next to the
+        scores), from which ``skad-transfer report --tsne`` draws its t-SNE. Not part of the run
+        id: a stored run is not redone to add them.
 
     Returns
     -------
@@ -425,10 +363,10 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
+    store = ResultStore(store)
     rid = run_id(task)
-    path = run_path(store, rid)
-    if skip_existing and path.is_file():
-        return {**read_record(path), "skipped": True}
+    if skip_existing and rid in store:
+        return {**store.read(rid), "skipped": True}
     settings = dict(task.settings)
     if device is not None:
         settings["device"] = device
@@ -456,24 +394,17 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
               "n_normal": config["n_normal"], "n_test": config["n_test"], "n_anomalies": int(anomaly.sum()),
               "timing": {"fit_seconds": t1 - t0, "score_seconds": t2 - t1},
               "versions": _versions(settings["device"]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-    def write_npz(handle):
-        np.savez(handle, scores=scores, labels=labels)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # fsync: a record that exists must survive a crash of the machine, since reruns skip it.
-    atomic_write(path.with_suffix(".npz"), write_npz, "wb", fsync=True)
-    atomic_write(path, lambda handle: handle.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), "w",
-                 fsync=True)
+    features = _test_features(estimator, task.split.X_test, settings["device"]) if save_features else None
+    store.write(record, scores=scores, labels=labels, features=features)
     return record
 
 
 def _run_chunk(tasks: Sequence[Task], store, device: str | None, skip_existing: bool, errors: str,
-               verbose: bool) -> list[dict]:
+               verbose: bool, save_features: bool = False) -> list[dict]:
     out = []
     for task in tasks:
         try:
-            record = execute(task, store, device=device, skip_existing=skip_existing)
+            record = execute(task, store, device=device, skip_existing=skip_existing, save_features=save_features)
         except Exception as error:  # noqa: BLE001
             if errors == "raise":
                 raise
@@ -512,14 +443,15 @@ def _device_plan(tasks: Sequence[Task], devices) -> tuple[list[str], list[list[T
 
 
 def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | None = None, devices=None,
-             skip_existing: bool = True, errors: str = "raise", verbose: bool = False) -> list[dict]:
+             skip_existing: bool = True, errors: str = "raise", verbose: bool = False,
+             save_features: bool = False) -> list[dict]:
     """Run tasks through :class:`joblib.Parallel`, storing each finished run.
 
     Parameters
     ----------
     tasks : sequence of Task
         From :func:`make_tasks`.
-    store : str or path-like
+    store : str, path-like or ResultStore
         Result store folder (created if missing); runs go to ``store/runs/``.
     n_jobs : int, default=1
         Parallel jobs (joblib semantics; ``1`` runs in this process, in order).
@@ -539,6 +471,8 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
         the returned list and go on.
     verbose : bool, default=False
         Print one line per finished run.
+    save_features : bool, default=False
+        Also store each new run's test features (see :func:`execute`), for ``report --tsne``.
 
     Returns
     -------
@@ -562,23 +496,24 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
     ids = [run_id(t) for t in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError("tasks contain duplicate runs (same method, split, seed and settings)")
-    _runs_dir(store).mkdir(parents=True, exist_ok=True)
+    store = ResultStore(store)
+    store.runs_dir.mkdir(parents=True, exist_ok=True)
     records: dict[str, dict] = {}
     pending = []
     for rid, task in zip(ids, tasks):
-        path = run_path(store, rid)
-        if skip_existing and path.is_file():
-            records[rid] = {**read_record(path), "skipped": True}
+        if skip_existing and rid in store:
+            records[rid] = {**store.read(rid), "skipped": True}
         else:
             pending.append(task)
     if pending:
         if devices is not None:
             device_list, chunks = _device_plan(pending, devices)
-            jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose)
+            jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose, save_features)
                     for dev, chunk in zip(device_list, chunks) if chunk]
             parallel = Parallel(n_jobs=len(jobs), backend=backend or "loky")
         else:
-            jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose) for t in pending]
+            jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose, save_features)
+                    for t in pending]
             parallel = Parallel(n_jobs=n_jobs, backend=backend)
         for chunk in parallel(jobs):
             for record in chunk:
@@ -596,10 +531,7 @@ def load_records(store) -> list[dict]:
         If one of the files is not a run record (see :func:`read_record`): a damaged record is an
         error, not skipped, so that no summary silently averages over fewer runs than were made.
     """
-    runs = _runs_dir(store)
-    if not runs.is_dir():
-        return []
-    return [read_record(p) for p in sorted(runs.glob("*.json")) if not p.name.startswith(".")]
+    return ResultStore(store).records()
 
 
 def summarize(store) -> list[dict]:
@@ -622,8 +554,7 @@ def summarize(store) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for record in load_records(store):
         config = record.get("config", {})
-        variant = _hash({"settings": config.get("settings"), "method_params": config.get("method_params"),
-                         "oe": config.get("outlier_exposure")})[:8]
+        variant = variant_id(config)
         key = (record["dataset"], record["protocol"], record["split"], record["method"], variant)
         groups.setdefault(key, []).append(record)
     rows = []
@@ -660,7 +591,7 @@ CLI_DEFAULTS: dict[str, Any] = {
     "epochs": None, "steps": None, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128,
     "device": "auto", "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
     "oe_corpora": None, "n_normal": None, "n_test": None, "n_outlier": 1000, "data_seed": 0,
-    "method_params": None, "errors": "raise", "quiet": False,
+    "method_params": None, "errors": "raise", "quiet": False, "save_features": False,
 }
 
 
@@ -784,6 +715,8 @@ def check_options(options: Mapping[str, Any]) -> dict:
         raise ValueError(f"--protocol: unknown protocol {o['protocol']!r}; valid names are {sorted(PROTOCOLS)}")
     if o["errors"] not in ("raise", "continue"):
         raise ValueError(f"--errors: expected 'raise' or 'continue', got {o['errors']!r}")
+    if not isinstance(o["save_features"], bool):
+        raise ValueError(f"--save-features: expected true or false, got {o['save_features']!r}")
     o["methods"] = _str_list(o, "methods", optional=False)
     unknown = [m for m in o["methods"] if m not in METHODS]
     if unknown:
@@ -863,8 +796,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--config", help="JSON or TOML file with any of the options below (underscored keys); flags override it")
     a("--dataset", choices=["cifar10", "digits", "synthetic"],
       help="dataset (default synthetic; digits is scikit-learn's 8x8 grayscale digits, no download)")
-    a("--data", help="folder holding cifar10-jpg.zip and OE corpora (also sets $SKAD_TRANSFER_DATA; default "
-                    "$SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets)")
+    a("--data", help="folder holding cifar10-jpg.zip and the registered OE corpora (default $SKAD_TRANSFER_DATA, "
+                    "else $SKAD_TRANSFER_HOME/datasets)")
     a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
     a("--classes", type=int, nargs="+", help="class protocols: normal (one-vs-rest) or anomalous (leave-one-out) "
                                             "classes; default all")
@@ -891,6 +824,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--data-seed", dest="data_seed", type=int, help="seed of data generation and subsampling (default 0)")
     a("--errors", choices=["raise", "continue"], help="on a failing run: stop (default) or go on")
     a("--quiet", action="store_true", default=None, help="no per-run lines")
+    a("--save-features", dest="save_features", action="store_true", default=None,
+      help="also store each new run's test features, for 'skad-transfer report --tsne'")
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -953,6 +888,28 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
     return [s for base in bases for s in P.oe_ablation(base, corpora)]
 
 
+@contextmanager
+def _corpora_read_from(folder):
+    """Read the registered OE corpora (``"tinyimagenet"``, ...) from ``folder`` during a sweep.
+
+    The corpus registry (:mod:`skad_transfer.data.corpora`) looks names up under
+    ``$SKAD_TRANSFER_DATA`` and takes no folder argument, so the variable is set for the sweep
+    (worker processes started during it inherit it) and restored afterwards: ``--data`` must not
+    change where a later call in the same process reads data from.
+    """
+    from .._paths import DATA_ENV
+
+    before = os.environ.get(DATA_ENV)
+    os.environ[DATA_ENV] = str(Path(folder).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_ENV, None)
+        else:
+            os.environ[DATA_ENV] = before
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``skad-transfer bench``: build splits, run the grid, print the summary."""
     options = check_options(_options(args))
@@ -960,9 +917,6 @@ def run(args: argparse.Namespace) -> int:
         from .._paths import data_root
 
         options["data"] = str(data_root())  # $SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets
-    else:
-        # An explicit --data (flag or config) points the registered OE corpora at that folder too.
-        os.environ["SKAD_TRANSFER_DATA"] = str(Path(options["data"]).resolve())
     devices = options["devices"]
     if isinstance(devices, str) and devices != "cuda:all":
         devices = [d.strip() for d in devices.split(",") if d.strip()]
@@ -972,8 +926,10 @@ def run(args: argparse.Namespace) -> int:
     tasks = make_tasks(options["methods"], splits, options["seeds"], protocol=options["protocol"],
                        dataset=options["dataset"], settings=settings, method_params=options["method_params"])
     started = time.perf_counter()
-    records = run_grid(tasks, store=options["store"], n_jobs=options["n_jobs"], backend=options["backend"],
-                       devices=devices, errors=options["errors"], verbose=not options["quiet"])
+    with _corpora_read_from(options["data"]):
+        records = run_grid(tasks, store=options["store"], n_jobs=options["n_jobs"], backend=options["backend"],
+                           devices=devices, errors=options["errors"], verbose=not options["quiet"],
+                           save_features=options["save_features"])
     skipped = sum(1 for r in records if r.get("skipped"))
     failed = sum(1 for r in records if "error" in r)
     print(f"{len(records)} runs: {len(records) - skipped - failed} new, {skipped} already stored, {failed} failed "

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from skad_transfer.bench import interventions, make_tasks, non_semantic_shift, run_grid, summarize
+from skad_transfer.bench import ResultStore, interventions, make_tasks, non_semantic_shift, run_grid, summarize
 from skad_transfer.bench import report, runner
+from skad_transfer.bench.store import config_id
 from skad_transfer.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -18,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """One-vs-rest (2 classes), interventions and a 2-step shift, tiny runs, two seeds."""
+    """One-vs-rest (2 classes), interventions and a 2-step shift, tiny runs, two seeds; test features kept."""
     path = tmp_path_factory.mktemp("store")
     options = {**runner.CLI_DEFAULTS, "dataset": "synthetic", "protocol": "one-vs-rest", "classes": [0, 1],
                "n_normal": 16, "n_test": 24, "n_outlier": 16}
@@ -28,7 +29,7 @@ def store(tmp_path_factory):
     tasks += make_tasks(["adib", "knn"], iv, [0], protocol="interventions", dataset="synthetic", settings=TINY)
     shift = non_semantic_shift(colors=["red", "green"], n_normal=16, n_outlier=16, n_test=16, random_state=0)
     tasks += make_tasks(["knn"], shift, [0, 1], protocol="non-semantic-shift", dataset="synthetic", settings=TINY)
-    run_grid(tasks, store=path)
+    run_grid(tasks, store=path, save_features=True)
     return path
 
 
@@ -99,12 +100,29 @@ def test_recreate_split_matches_stored_labels(store):
 
 
 @pytest.mark.parametrize("protocol", ["interventions", "one-vs-rest"])
-def test_tsne_refits_a_synthetic_run(store, tmp_path, protocol):
+def test_tsne_draws_the_features_stored_at_run_time(store, tmp_path, monkeypatch, protocol):
     adib = next(r for r in runner.load_records(store) if r["method"] == "adib" and r["protocol"] == protocol)
+    features = ResultStore(store).read_scores(adib["run_id"])["features"]
+    assert features.dtype == np.float32 and len(features) == adib["n_test"]
+    # the report fits nothing and computes no features: both fail from here on
+    from skad_transfer.detectors.base import TransferDetector
+    from skad_transfer.features import LayerFeatures
+
+    monkeypatch.setattr(TransferDetector, "fit", lambda *a, **k: pytest.fail("the report fitted a detector"))
+    monkeypatch.setattr(LayerFeatures, "transform", lambda *a, **k: pytest.fail("the report computed features"))
     result = report.build_report(store, tmp_path, run_id=adib["run_id"], tsne=True, top_k=4, verbose=False)
     assert result.figures["fig3_tsne"].read_bytes()[:8] == PNG
     assert result.figures["fig4_top_anomalies"].read_bytes()[:8] == PNG
     assert not result.skipped
+
+
+def test_tsne_of_a_run_without_stored_features_is_skipped_with_the_fix(tmp_path):
+    split = interventions(n_normal=16, n_outlier=16, n_test=16, random_state=0)[0]
+    run_grid(make_tasks(["knn"], split, [0], protocol="interventions", dataset="synthetic", settings=TINY),
+             store=tmp_path)
+    result = report.build_report(tmp_path, tmp_path / "out", tsne=True, verbose=False)
+    assert "fig3_tsne" not in result.figures and "fig4_top_anomalies" in result.figures
+    assert any(s.startswith("fig3_tsne.png: LookupError") and "--save-features" in s for s in result.skipped)
 
 
 def _fake(store, *, protocol, dataset, split, method, seed, auc, ap, meta, oe="tinyimagenet", settings=None):
@@ -113,7 +131,7 @@ def _fake(store, *, protocol, dataset, split, method, seed, auc, ap, meta, oe="t
               "settings": settings or {"epochs": 30, "weights": "default", "width": None, "lr": 0.01,
                                        "batch_size": 64},
               "method_params": {}}
-    rid = runner._hash(config)
+    rid = config_id(config)
     record = {"run_id": rid, "method": method, "protocol": protocol, "dataset": dataset, "split": split,
               "seed": seed, "config": config, "params": {}, "metrics": {"auc": auc, "ap": ap},
               "timing": {"fit_seconds": 1.0, "score_seconds": 0.1}, "versions": {}}
@@ -176,3 +194,22 @@ def test_errors(tmp_path):
         report.build_report(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="no finished runs"):
         report.build_report(tmp_path)
+
+
+def test_tables_read_split_metadata_not_split_names(tmp_path):
+    store = tmp_path / "store"
+    # split names that say nothing: the class and the OE corpus come from the split metadata
+    _fake(store, protocol="leave-one-out", dataset="cifar10", split="first", method="adib", seed=0, auc=0.7, ap=0.2,
+          meta={"anomaly_class": 0, "class_name": "airplane"})
+    _fake(store, protocol="oe-ablation", dataset="cifar10", split="second", method="adib", seed=0, auc=0.8, ap=0.3,
+          meta={"normal_class": 1, "class_name": "bird", "oe": "svhn"}, oe="svhn")
+    md = report.build_report(store, tmp_path / "out", verbose=False).markdown.read_text()
+    assert [r[0] for r in _md_table(md, "Table 2")[1:]] == ["airplane", "mAUC", "mAP"]
+    assert _md_table(md, "Table 6")[:2] == [["method", "svhn"], ["adib", "80.0 (0.0)"]]
+    assert "--oe-corpora svhn" in md
+
+    bare = tmp_path / "bare"
+    _fake(bare, protocol="leave-one-out", dataset="cifar10", split="0:airplane", method="adib", seed=0, auc=0.7,
+          ap=0.2, meta={"anomaly_class": 0})
+    with pytest.raises(LookupError, match="split metadata has no 'class_name'"):
+        report.build_report(bare, tmp_path / "out2", verbose=False)

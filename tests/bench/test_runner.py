@@ -1,12 +1,13 @@
 """Runner: grids through run_grid and the CLI, the result store, metrics, summaries, devices."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from skad_transfer.bench import interventions, make_estimator, make_tasks, run_grid, summarize
+from skad_transfer.bench import ResultStore, interventions, make_estimator, make_tasks, run_grid, summarize
 from skad_transfer.bench import runner
 from skad_transfer.cli import main
 
@@ -180,3 +181,27 @@ def test_device_list_runs_one_loky_process_per_device(split, tmp_path):
     records = run_grid(tasks, store=tmp_path, devices=["cpu", "cpu"])
     assert [r["seed"] for r in records] == [0, 1] and all(r["versions"]["device"] == "cpu" for r in records)
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+
+
+def test_cli_reads_registered_corpora_from_data_for_the_sweep_only(tmp_path, monkeypatch):
+    from skad_transfer.data import corpora
+
+    seen = []
+
+    def opener():
+        seen.append(os.environ.get("SKAD_TRANSFER_DATA"))
+        return corpora.OutlierCorpus(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+
+    monkeypatch.setitem(corpora._REGISTRY, "test-data-root-probe", opener)
+    monkeypatch.setenv("SKAD_TRANSFER_DATA", str(tmp_path / "elsewhere"))
+    store, data = tmp_path / "store", tmp_path / "data"
+    argv = ["bench", "--dataset", "synthetic", "--protocol", "one-vs-rest", "--classes", "0", "--methods", "adib",
+            "--weights", "none", "--width", "4", "--epochs", "1", "--batch-size", "16", "--device", "cpu",
+            "--n-normal", "16", "--n-test", "20", "--outlier-exposure", "test-data-root-probe", "--data", str(data),
+            "--store", str(store), "--save-features", "--quiet"]
+    assert main(argv) == 0
+    assert seen == [str(data.resolve())]
+    assert os.environ["SKAD_TRANSFER_DATA"] == str(tmp_path / "elsewhere")   # restored after the sweep
+    (record,) = runner.load_records(store)
+    features = ResultStore(store).read_scores(record["run_id"])["features"]
+    assert features.shape[0] == record["n_test"] == 20
