@@ -20,15 +20,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .detectors.base import portable_network_state, restore_network_device, validate_images
+from .data.images import validate_images
 from .engine import PRECISIONS, apply_batched, resolve_device
 from .nn.resnet import FEATURE_LAYERS, ResNet26, resnet26
+from .persistence import PortableNetworkMixin
 from .weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 POOLINGS = ("avg", "max", "none")
 
 
-class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Features of a ResNet26 at a named layer, for probes and feature-based detectors.
 
     ``fit`` builds the network (theta0, or the network of a fitted detector) and ``transform`` runs
@@ -241,9 +242,3 @@ class LayerFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    def __getstate__(self):
-        return portable_network_state(super().__getstate__())
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        restore_network_device(self, state)

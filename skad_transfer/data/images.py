@@ -34,6 +34,7 @@ import scipy.sparse
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data
 
 IMAGE_FORMS = "(N, H, W, C), (N, C, H, W) with C in {1, 3}, (N, H, W) grayscale, or (N, C*H*W) flattened"
 
@@ -353,3 +354,45 @@ def resize_images(images: torch.Tensor, size: int | tuple[int, int], chunk: int 
             part = part.round_().clamp_(0, 255)
         out[start:start + chunk] = part.to(images.dtype)
     return out
+
+
+def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
+    """The canonical image batch of ``X`` for an estimator with an ``image_shape`` parameter.
+
+    Shared by the detectors and :class:`~skad_transfer.features.LayerFeatures`, so that every
+    estimator of the package accepts the same inputs with the same errors. With ``reset=True`` (in
+    ``fit``) it records ``n_features_in_``, ``image_shape_`` and, for DataFrames, ``feature_names_in_``
+    on ``estimator``; afterwards flattened input is checked against them.
+
+    The ``image_shape`` parameter (when it is None after fit, the fitted ``image_shape_``) also says
+    which layout a batch has that reads both as NCHW and as NHWC. Float values outside [0, 1] are an
+    error when the images will make a JPEG round trip (``jpeg_quality``; ``jpeg_quality_`` after fit),
+    which needs intensities; without one the network gets them as they are, with an
+    :class:`~skad_transfer.data.images.IntensityRangeWarning`, since scikit-learn's checks (and
+    tabular uses, ``image_shape=(1, 1, -1)``) pass features of any range.
+    """
+    X = to_numpy(X, "X")
+    jpeg_quality = getattr(estimator, "jpeg_quality" if reset else "jpeg_quality_", None)
+    out_of_range = "warn" if jpeg_quality is None else "raise"
+    range_hint = (f". The JPEG round trip (jpeg_quality={jpeg_quality}) needs intensities; a detector fitted "
+                  f"with jpeg_quality=None takes other values as they are")
+    if hasattr(X, "columns") or np.asarray(X).ndim == 2:
+        with naming_errors("X"):
+            X = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_all_finite=True,
+                              ensure_min_samples=1)
+        shape = estimator.image_shape if reset else getattr(estimator, "image_shape_", None)
+        if reset:
+            estimator.image_shape_ = resolve_image_shape(X.shape[1], estimator.image_shape, "X")
+        batch = as_image_batch(X, name="X", image_shape=shape, validated=True, out_of_range=out_of_range,
+                               range_hint=range_hint)
+    else:
+        layout = estimator.image_shape
+        if layout is None and not reset:
+            layout = getattr(estimator, "image_shape_", None)
+        batch = as_image_batch(X, name="X", image_shape=layout, out_of_range=out_of_range, range_hint=range_hint)
+        if reset:
+            estimator.n_features_in_ = int(np.prod(batch.source_shape))
+            estimator.image_shape_ = batch.source_shape
+            if hasattr(estimator, "feature_names_in_"):
+                del estimator.feature_names_in_
+    return batch.data

@@ -16,7 +16,8 @@ A fit draws every random number from generators of its own, seeded from ``random
 from torch's global generator, which all threads share), so fits running at the same time in
 threads give the same scores as one after the other. A fit that fails (an error, a divergence, a
 ``KeyboardInterrupt``) leaves the estimator as it was before the call. Pickles carry the package
-version; unpickling under another version warns with :class:`InconsistentVersionWarning`.
+version; unpickling under another version warns with
+:class:`~skad_transfer.persistence.InconsistentVersionWarning` (:mod:`skad_transfer.persistence`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import inspect
 import os
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -35,54 +34,25 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
 from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, sampled_intensity_separability
-from ..data.images import as_image_batch, naming_errors, resolve_image_shape, to_numpy
+from ..data.images import to_numpy, validate_images
 from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
 from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
+from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import build_penalty, regularized_parameters, theta0_fisher
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 BACKBONES = ("resnet26",)
 
-_VERSION_KEY = "_skad_transfer_version"
-"""Where pickled estimators keep the skad-transfer version that pickled them."""
-
 DIVERGENCE_CHECK_SIZE = 64
 """Training images scored after a fit to make sure the model does not score NaN (one scoring batch)."""
-
-
-class InconsistentVersionWarning(UserWarning):
-    """An estimator was unpickled by another skad-transfer version than the one that pickled it.
-
-    The fitted network and attributes may not mean the same thing in this version: refit, or load
-    the pickle with the version it names. Like every pickle, it runs code when loaded: load only
-    files you trust.
-
-    Attributes
-    ----------
-    estimator_name : str
-    original_version : str
-        The version that pickled the estimator (``"unknown"`` for pickles made before versions
-        were recorded).
-    current_version : str
-    """
-
-    def __init__(self, *, estimator_name: str, original_version: str, current_version: str):
-        self.estimator_name = estimator_name
-        self.original_version = original_version
-        self.current_version = current_version
-        super().__init__(
-            f"{estimator_name} was pickled by skad-transfer version {original_version} and is loaded by "
-            f"version {current_version}; its fitted state may not be valid here: refit it, or load it "
-            f"with skad-transfer {original_version}"
-        )
 
 
 def keep_state_on_failure(fit):
@@ -104,48 +74,6 @@ def keep_state_on_failure(fit):
             raise
 
     return wrapper
-
-
-def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
-    """The canonical image batch of ``X`` for an estimator with an ``image_shape`` parameter.
-
-    Shared by the detectors and :class:`~skad_transfer.features.LayerFeatures`, so that every
-    estimator of the package accepts the same inputs with the same errors. With ``reset=True`` (in
-    ``fit``) it records ``n_features_in_``, ``image_shape_`` and, for DataFrames, ``feature_names_in_``
-    on ``estimator``; afterwards flattened input is checked against them.
-
-    The ``image_shape`` parameter (when it is None after fit, the fitted ``image_shape_``) also says
-    which layout a batch has that reads both as NCHW and as NHWC. Float values outside [0, 1] are an
-    error when the images will make a JPEG round trip (``jpeg_quality``; ``jpeg_quality_`` after fit),
-    which needs intensities; without one the network gets them as they are, with an
-    :class:`~skad_transfer.data.images.IntensityRangeWarning`, since scikit-learn's checks (and
-    tabular uses, ``image_shape=(1, 1, -1)``) pass features of any range.
-    """
-    X = to_numpy(X, "X")
-    jpeg_quality = getattr(estimator, "jpeg_quality" if reset else "jpeg_quality_", None)
-    out_of_range = "warn" if jpeg_quality is None else "raise"
-    range_hint = (f". The JPEG round trip (jpeg_quality={jpeg_quality}) needs intensities; a detector fitted "
-                  f"with jpeg_quality=None takes other values as they are")
-    if hasattr(X, "columns") or np.asarray(X).ndim == 2:
-        with naming_errors("X"):
-            X = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_all_finite=True,
-                              ensure_min_samples=1)
-        shape = estimator.image_shape if reset else getattr(estimator, "image_shape_", None)
-        if reset:
-            estimator.image_shape_ = resolve_image_shape(X.shape[1], estimator.image_shape, "X")
-        batch = as_image_batch(X, name="X", image_shape=shape, validated=True, out_of_range=out_of_range,
-                               range_hint=range_hint)
-    else:
-        layout = estimator.image_shape
-        if layout is None and not reset:
-            layout = getattr(estimator, "image_shape_", None)
-        batch = as_image_batch(X, name="X", image_shape=layout, out_of_range=out_of_range, range_hint=range_hint)
-        if reset:
-            estimator.n_features_in_ = int(np.prod(batch.source_shape))
-            estimator.image_shape_ = batch.source_shape
-            if hasattr(estimator, "feature_names_in_"):
-                del estimator.feature_names_in_
-    return batch.data
 
 
 LABEL_CONVENTION = "+1 normal, -1 anomaly"
@@ -282,7 +210,7 @@ class Recipe:
         return make_loss(self.loss, center=center, compactness_weight=self.compactness_weight)
 
 
-class TransferDetector(OutlierMixin, BaseEstimator):
+class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
 
     A subclass is a preset: its constructor stores its parameters and ``_recipe()`` says what they
@@ -695,52 +623,3 @@ class TransferDetector(OutlierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.target_tags.required = False
         return tags
-
-    def __getstate__(self):
-        return portable_network_state(super().__getstate__())
-
-    def __setstate__(self, state):
-        # A pickle made before a constructor parameter existed gets that parameter's default, so
-        # get_params (and clone) keep working on it.
-        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
-            if parameter.kind == parameter.KEYWORD_ONLY and name not in state:
-                state[name] = parameter.default
-        super().__setstate__(state)
-        restore_network_device(self, state)
-
-
-def portable_network_state(state) -> dict:
-    """``__getstate__`` for estimators holding ``network_`` on ``device_``: CPU tensors in the pickle,
-    so that a model fitted on CUDA loads anywhere, and the skad-transfer version that pickled it."""
-    from .. import __version__  # at call time: the package imports this module before it sets it
-
-    state = dict(state)  # object.__getstate__ returns the live __dict__
-    state[_VERSION_KEY] = __version__
-    if "network_" in state:
-        network = state["network_"]
-        state["network_"] = copy.deepcopy(network).cpu() if any(
-            t.device.type != "cpu" for t in network.state_dict().values()) else network
-        state["device_"] = str(state["device_"])
-    return state
-
-
-def restore_network_device(estimator, state) -> None:
-    """The ``__setstate__`` half of :func:`portable_network_state`, called after the state is set:
-    back to ``device_``, or to the CPU where that CUDA device does not exist; warns with
-    :class:`InconsistentVersionWarning` when another skad-transfer version (or one from before
-    versions were recorded) pickled it."""
-    from .. import __version__
-
-    estimator.__dict__.pop(_VERSION_KEY, None)
-    original = state.get(_VERSION_KEY, "unknown")
-    if original != __version__:
-        warnings.warn(InconsistentVersionWarning(estimator_name=type(estimator).__name__,
-                                                 original_version=original, current_version=__version__),
-                      stacklevel=3)
-    if "network_" in state:
-        device = torch.device(state["device_"])
-        if device.type == "cuda" and (not torch.cuda.is_available() or
-                                      (device.index or 0) >= torch.cuda.device_count()):
-            device = torch.device("cpu")
-        estimator.device_ = device
-        estimator.network_ = estimator.network_.to(device)

@@ -23,7 +23,7 @@ import skad_transfer.losses as losses
 import skad_transfer.engine as engine
 from skad_transfer import ADIBDetector, ADRADetector, DeepADDetector, HSCDetector, LayerFeatures, resnet26
 from skad_transfer.data.corpora import OutlierCorpus
-from skad_transfer.detectors.base import InconsistentVersionWarning
+from skad_transfer.persistence import InconsistentVersionWarning
 from skad_transfer.engine import TrainingData, TrainingDivergedError, TrainSettings, train
 from skad_transfer.objectives import oe_bce_objective
 from skad_transfer.weights import save_weights
