@@ -15,11 +15,14 @@ from pathlib import Path
 
 MODULES = {
     "skad_transfer": "Estimators, networks and weights",
-    "skad_transfer.data.datasets": "Datasets",
+    "skad_transfer.data.catalogue": "The dataset catalogue",
+    "skad_transfer.data.datasets": "Dataset loaders",
+    "skad_transfer.data.labelled": "Labelled data for pretraining",
     "skad_transfer.data.synthetic": "Synthetic interventions",
     "skad_transfer.data.corpora": "Outlier-exposure corpora",
     "skad_transfer.weights": "Weights records",
     "skad_transfer.pretrain": "Pretraining theta0",
+    "skad_transfer.engine": "The training core",
     "skad_transfer.bench": "Benchmarks",
 }
 TARGET = Path(__file__).resolve().parent / "api.md"

@@ -1,4 +1,14 @@
-"""Where skad-transfer keeps downloaded weights and decoded data."""
+"""The package's folders: downloaded weights, the datasets it reads by name, and its decode cache.
+
+All three live under one home, ``$SKAD_TRANSFER_HOME`` (default ``~/.cache/skad_transfer``), unless
+``$SKAD_TRANSFER_DATA`` names the folder of the datasets (a shared data disk, say):
+
+* :func:`weights_dir`: weights fetched by URL (``home/weights``);
+* :func:`data_root`: where named datasets and OE corpora are looked up, and where torchvision's
+  ``download=True`` puts them (``$SKAD_TRANSFER_DATA``, else ``home/datasets``); user-supplied data;
+* :func:`cache_root`: the decode cache, arrays decoded from image archives (``home/data``); derived
+  data that can always be rebuilt, kept apart so that it can be deleted without losing a dataset.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +16,7 @@ import os
 from pathlib import Path
 
 HOME_ENV = "SKAD_TRANSFER_HOME"
+DATA_ENV = "SKAD_TRANSFER_DATA"
 
 
 def home_dir() -> Path:
@@ -14,13 +25,16 @@ def home_dir() -> Path:
 
 
 def weights_dir() -> Path:
+    """Where weights fetched by URL are kept: ``$SKAD_TRANSFER_HOME/weights``."""
     return home_dir() / "weights"
 
 
-DATA_ENV = "SKAD_TRANSFER_DATA"
-
-
 def data_root() -> Path:
-    """Where registered datasets and corpora are looked up: ``$SKAD_TRANSFER_DATA``, else
+    """Where named datasets and corpora are looked up: ``$SKAD_TRANSFER_DATA``, else
     ``$SKAD_TRANSFER_HOME/datasets``."""
     return Path(os.environ.get(DATA_ENV) or home_dir() / "datasets").expanduser()
+
+
+def cache_root() -> Path:
+    """The decode cache's folder: ``$SKAD_TRANSFER_HOME/data`` (not created here)."""
+    return home_dir() / "data"

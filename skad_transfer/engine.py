@@ -1,4 +1,12 @@
-"""One training loop for every detector: device, precision, schedule, batches, progress, checkpoints.
+"""The training core: device, precision, seeding, the epoch/step loop, progress, checkpoints, DDP.
+
+One loop (:func:`run_epochs`) trains every network of the package: the detectors' fine-tuning
+(:func:`train`, which feeds it normal and outlier-exposure batches) and theta0 pretraining
+(:mod:`skad_transfer.pretrain`, which feeds it labelled batches). The caller builds the network,
+optimizer and per-step learning-rate schedule and yields one :class:`Step` (a loss and how many
+images it covers) per optimizer step; the loop does the rest: backward and update, the epoch's
+history, the divergence checks, the progress bar, checkpoints and resuming, DistributedDataParallel,
+and end-of-epoch hooks (evaluation, early stopping).
 
 Design choices, each measured (``benchmarks/engine_speed.py``):
 
@@ -7,11 +15,12 @@ Design choices, each measured (``benchmarks/engine_speed.py``):
   DataLoader and no per-image PIL work: crop + flip + normalisation run batch-wise on the device.
 * On CUDA the forward/backward runs under bf16 autocast with channels_last tensors; so it does on
   CPUs with native bf16 (AVX512-BF16/AMX), where it is several times faster than float32.
-* Every epoch's randomness (the normal permutation, the OE draw, the augmentations) is a function of
-  ``(seed, epoch)`` only, drawn from generators of its own (never torch's global one), so a run
-  resumed from its checkpoint is identical to an uninterrupted one, and two CPU runs with one seed
-  give identical weights, also when they run at the same time in two threads. Training changes no
-  process-wide setting (threads, flush-denormal, backend flags, default dtype).
+* Every epoch's randomness (the permutation, the OE draw, the augmentations) is a function of
+  ``(seed, epoch)`` only, drawn from generators of its own (:func:`seeded_generator`, never torch's
+  global one), so a run resumed from its checkpoint is identical to an uninterrupted one, and two
+  CPU runs with one seed give identical weights, also when they run at the same time in two
+  threads. Training changes no process-wide setting (threads, flush-denormal, default dtype); the
+  one backend flag a caller may ask for (``cudnn_benchmark``) is restored when the loop ends.
 * A fit never ends with a broken model: a non-finite loss stops it at once, and so do parameters or
   BatchNorm statistics that became non-finite (checked after the last step and before every
   checkpoint save), with a :class:`TrainingDivergedError` that names ``lr``.
@@ -22,11 +31,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import socket
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,12 +50,20 @@ from .data.corpora import OutlierCorpus
 from .data.harmonize import jpeg_roundtrip, like_source, match_luminance, reference_indices
 from .data.images import resize_images
 
+__all__ = ["run_epochs", "Step", "Checkpointing", "Progress", "Distributed", "seeded_generator", "fingerprint",
+           "placed", "train", "TrainSettings", "TrainingData", "apply_batched", "Precision", "resolve_device",
+           "check_checkpoint_path", "checkpoint_seed", "TrainingDivergedError", "CHECKPOINT_EVERY",
+           "CHECKPOINT_FORMAT", "PRECISIONS"]
+
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
 """``objective(network, normal_batch, outlier_batch_or_None) -> scalar loss`` on normalised batches."""
 
 
 CHECKPOINT_EVERY = 50
 """Fewest optimizer steps between two checkpoint saves (epochs shorter than this are grouped)."""
+
+CHECKPOINT_FORMAT = "skad_transfer.checkpoint/1"
+"""The ``format`` entry of every training checkpoint the package writes (fine-tuning and pretraining)."""
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -103,6 +123,11 @@ class Precision:
         dtype = torch.bfloat16 if precision == "bfloat16" else None
         return cls(dtype, device.type == "cuda")
 
+    @property
+    def name(self) -> str:
+        """``"bfloat16"`` or ``"float32"``: what ``"auto"`` resolved to."""
+        return "bfloat16" if self.autocast_dtype == torch.bfloat16 else "float32"
+
     def autocast(self, device: torch.device):
         if self.autocast_dtype is None:
             return torch.autocast(device.type, enabled=False)
@@ -110,6 +135,475 @@ class Precision:
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+@contextmanager
+def placed(network: nn.Module, device: torch.device, precision: Precision) -> Iterator[nn.Module]:
+    """``network`` on ``device`` (channels_last where ``precision`` says) for the block; the default
+    memory format again after it. Build the optimizer inside the block."""
+    network.to(device)
+    if precision.channels_last:
+        network.to(memory_format=torch.channels_last)
+    try:
+        yield network
+    finally:
+        if precision.channels_last:
+            network.to(memory_format=torch.contiguous_format)
+
+
+def seeded_generator(*key, device: torch.device = torch.device("cpu")) -> torch.Generator:
+    """A generator on ``device`` that depends only on ``key`` (e.g. ``(seed, epoch)``).
+
+    Every random draw of a training epoch comes from such a generator, so an epoch replayed after a
+    resume draws exactly what it drew the first time, and no draw touches torch's global generator.
+    """
+    generator = torch.Generator(device=device)
+    digest = hashlib.sha256("/".join(str(part) for part in key).encode()).hexdigest()
+    generator.manual_seed(int(digest[:15], 16))
+    return generator
+
+
+def fingerprint(*parts) -> str:
+    """A sha256 over ``parts`` (strings, bytes, numpy arrays, tensors): what identifies a training
+    run for its checkpoint, so that a checkpoint is only ever resumed by the run that wrote it."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, np.ndarray):
+            digest.update(repr((part.shape, str(part.dtype))).encode())
+            part = np.ascontiguousarray(part).tobytes()
+        digest.update(part if isinstance(part, bytes) else str(part).encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# DistributedDataParallel
+# --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Distributed:
+    """Rank, world size, the DDP wrapper and the collectives the loop needs; a no-op when disabled.
+
+    Parameters
+    ----------
+    enabled : bool or None
+        None: distributed when launched with ``WORLD_SIZE`` > 1 (``torchrun``). True: always (a
+        one-process group when no launcher set the environment, which exercises the DDP path).
+        False: never.
+    device : torch.device
+        Under DDP on CUDA each process uses ``cuda:LOCAL_RANK`` instead (:attr:`device`).
+    """
+
+    def __init__(self, enabled: bool | None, device: torch.device):
+        if enabled is None:
+            enabled = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        elif not isinstance(enabled, bool):
+            raise TypeError(f"distributed must be None, True or False, got {enabled!r}")
+        self.enabled = enabled
+        self.rank, self.world_size, self.local_rank = 0, 1, 0
+        self.owns_group = False
+        self.device = device
+        if not enabled:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            raise RuntimeError("distributed training requested but torch.distributed is not available in this build")
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            # One process per GPU: torchrun's LOCAL_RANK picks it, whatever cuda:N was asked for.
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:
+                dist.init_process_group(backend, init_method="env://")
+            else:
+                dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+            self.owns_group = True
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, network: nn.Module) -> nn.Module:
+        """The module to run forward passes through: ``network`` itself, or its DDP wrapper."""
+        if not self.enabled:
+            return network
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(network, device_ids=device_ids, gradient_as_bucket_view=True)
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+        return tensor
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's BatchNorm statistics everywhere: each rank's copy drifted with its own last batch."""
+        if self.enabled:
+            import torch.distributed as dist
+
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
+    def broadcast_object(self, obj):
+        if not self.enabled:
+            return obj
+        import torch.distributed as dist
+
+        holder = [obj]
+        dist.broadcast_object_list(holder, src=0)
+        return holder[0]
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+            self.owns_group = False
+
+
+# --------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------
+
+
+def check_checkpoint_path(checkpoint) -> Path:
+    """``checkpoint`` as a :class:`~pathlib.Path`, once it is known that a file can be saved there.
+
+    Called before training, so that a bad path fails at once instead of after the first epoch. A
+    missing folder is created (as saving would). Raises ``ValueError`` when the path is a folder and
+    ``OSError`` when its folder cannot be created or written to; both messages name ``checkpoint``.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"checkpoint: {str(path)!r} is a folder; give a file path, e.g. {str(path / 'fit.ckpt')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Permission bits do not tell (root, read-only mounts, ACLs): create a file where saving will.
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        # strerror, not str(error): the latter names the probe file, which the caller never saw.
+        raise type(error)(f"checkpoint: cannot save to {str(path)!r}: its folder cannot be created or written "
+                          f"({error.strerror or error})") from error
+    return path
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how :func:`run_epochs` saves and resumes.
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint file, rewritten atomically (network, optimizer, scheduler, epoch, history).
+    fingerprint : str
+        What identifies the run (:func:`fingerprint` of its settings and data); a checkpoint with
+        another fingerprint or ``seed`` is refused, never continued.
+    seed : int
+        The run's seed, recorded so that a run with a drawn seed resumes with the same one
+        (:func:`checkpoint_seed`).
+    resume : bool, default=True
+        False ignores (and overwrites) an existing checkpoint.
+    every : int, optional
+        Fewest optimizer steps between two saves (default :data:`CHECKPOINT_EVERY`); the last epoch
+        is always saved. 1 saves after every epoch.
+    extra : dict
+        Saved with the state for the reader (e.g. the settings); not used to resume.
+    """
+
+    path: str | os.PathLike
+    fingerprint: str
+    seed: int
+    resume: bool = True
+    every: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise OSError(f"checkpoint: could not read {path}: {type(error).__name__}: {error}; "
+                      f"delete it to start afresh") from error
+    # Fine-tuning checkpoints written before the format entry existed have the same keys.
+    if not isinstance(state, dict) or state.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint: {path} is not a training checkpoint of this package's version; delete it "
+                         f"or choose another checkpoint path")
+    return state
+
+
+def checkpoint_seed(checkpoint, fingerprint: str) -> int | None:
+    """The seed recorded in the ``checkpoint`` file of the run ``fingerprint``; None when there is no
+    such file, or it belongs to another run (which :func:`run_epochs` then refuses), or predates seeds.
+
+    A fit whose seed is drawn afresh each time (``random_state=None``) resumes with this seed.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        return None
+    state = _read_checkpoint(path)
+    if state.get("fingerprint") != fingerprint or state.get("seed") is None:
+        return None
+    return int(state["seed"])
+
+
+def _save(spec: Checkpointing, epoch: int, network, optimizer, scheduler, history) -> None:
+    path = Path(spec.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {**spec.extra, "format": CHECKPOINT_FORMAT, "fingerprint": spec.fingerprint, "seed": int(spec.seed),
+             "epoch": epoch, "network": network.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "history": history}
+    atomic_write(path, lambda handle: torch.save(state, handle))
+
+
+def _resume(spec: Checkpointing, network, optimizer, scheduler) -> tuple[int, list[dict]]:
+    path = Path(spec.path)
+    state = _read_checkpoint(path)
+    # A checkpoint from before seeds were recorded carries none; its fingerprint covers the seed.
+    if state.get("fingerprint") != spec.fingerprint or state.get("seed", spec.seed) != spec.seed:
+        raise ValueError(
+            f"checkpoint: {path} belongs to a different fit (other data, parameters or seed); delete it or choose "
+            f"another checkpoint path"
+        )
+    network.load_state_dict(state["network"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["epoch"]), [dict(entry) for entry in state["history"]]
+
+
+# --------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One optimizer step's forward pass, as the caller of :func:`run_epochs` yields it.
+
+    ``loss`` (a scalar with its graph) is minimised; it averages over ``images`` images, which
+    weight it in the epoch's mean. ``sums`` are detached per-step sums of statistics over those
+    images (e.g. correct predictions); the history reports each as its mean per image.
+    """
+
+    loss: torch.Tensor
+    images: int
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The progress bar: shown when ``verbose``, and only once a run has lasted ``delay`` seconds."""
+
+    verbose: bool = False
+    description: str = "fit"
+    delay: float = 5.0
+
+
+def _diverged(value: float, epoch: int, step: int, lr: float, advice: str) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} (lr={lr:g}); {advice}"
+    )
+
+
+def _check_finite_state(network: nn.Module, epoch: int, lr: float) -> None:
+    tensors = [(name, t) for name, t in [*network.named_parameters(), *network.named_buffers()]
+               if t.is_floating_point()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync, not one per tensor
+    if not bool(finite.all()):
+        name = tensors[int((~finite).nonzero()[0, 0])][0]
+        raise TrainingDivergedError(
+            f"training diverged: {name} of the network became non-finite (nan or inf) by the end of epoch "
+            f"{epoch + 1} (lr={lr:g}); lower lr (e.g. 10x), or check the inputs"
+        )
+
+
+@contextmanager
+def _cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    previous = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def run_epochs(
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    epoch_steps: Callable[[nn.Module, int], Iterable[Step]],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    total_steps: int | None = None,
+    device: torch.device,
+    checkpointing: Checkpointing | None = None,
+    distributed: Distributed | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    after_epoch: Callable[[dict], Any] | None = None,
+    progress: Progress = Progress(),
+    advice: str = "lower lr, or check the inputs",
+    cudnn_benchmark: bool = False,
+) -> list[dict]:
+    """Train ``network`` in place for ``epochs`` epochs; returns the history, one dict per epoch.
+
+    Parameters
+    ----------
+    network : nn.Module
+        Already on ``device`` (:func:`placed`); ``optimizer`` holds its trained parameters and
+        ``scheduler`` is stepped once per optimizer step.
+    epoch_steps : callable
+        ``epoch_steps(model, epoch)`` yields one :class:`Step` per optimizer step of that epoch,
+        computed with ``model`` (``network`` or its DDP wrapper). Its randomness must depend only on
+        ``epoch`` (:func:`seeded_generator`) for resumed runs to equal uninterrupted ones.
+    epochs, steps_per_epoch : int
+        The number of epochs, and the steps of a full one (to place a resumed run's progress bar).
+    total_steps : int, optional
+        All steps of the run (a step budget may cut the last epoch); ``epochs * steps_per_epoch``
+        by default.
+    checkpointing : Checkpointing, optional
+        Save and resume (the path is checked before the first step).
+    distributed : Distributed, optional
+        DDP: the model is wrapped, the epoch's sums are all-reduced, rank 0's BatchNorm statistics
+        are broadcast after every epoch, and only rank 0 saves and shows progress.
+    evaluate : callable, optional
+        ``evaluate(network) -> dict`` after every epoch (on every rank), merged into the epoch's
+        history entry before it is saved.
+    after_epoch : callable, optional
+        ``after_epoch(entry)`` after the epoch's checkpoint is written. Returning True stops
+        training there (early stopping): the entry gets ``"stopped_early": True`` and is saved, so
+        a rerun from the checkpoint stops there too. Raising stops it as well (a rerun resumes).
+    progress : Progress
+    advice : str
+        What a :class:`TrainingDivergedError` for a non-finite loss suggests.
+    cudnn_benchmark : bool, default=False
+        Let cuDNN pick kernels by timing them (fixed shapes pay off after a few steps); restored after.
+
+    Returns
+    -------
+    history : list of dict
+        Per epoch: ``epoch``, ``steps``, ``lr`` (of the epoch's first step), ``loss`` (mean per
+        image), the mean per image of each of the steps' ``sums``, ``seconds``,
+        ``images_per_second`` (all ranks together), and what ``evaluate`` returned.
+
+    Raises
+    ------
+    TrainingDivergedError
+        The loss is not finite, or the network's parameters or buffers are not after the last step
+        or before a checkpoint save (a diverged state is never saved).
+    """
+    from tqdm.auto import tqdm
+
+    dist = distributed if distributed is not None else Distributed(False, device)
+    total_steps = epochs * steps_per_epoch if total_steps is None else total_steps
+    history: list[dict] = []
+    start_epoch = 0
+    if checkpointing is not None:
+        check_checkpoint_path(checkpointing.path)
+        if checkpointing.resume and Path(checkpointing.path).is_file():
+            start_epoch, history = _resume(checkpointing, network, optimizer, scheduler)
+            if history and history[-1].get("stopped_early"):
+                start_epoch = epochs
+    every = CHECKPOINT_EVERY if checkpointing is None or checkpointing.every is None else checkpointing.every
+    model = dist.wrap(network)
+    verbose = progress.verbose and dist.is_main
+    done = saved = min(total_steps, start_epoch * steps_per_epoch)
+    bar = tqdm(total=total_steps, initial=done, disable=not verbose, desc=progress.description, unit="step",
+               dynamic_ncols=True, delay=progress.delay, file=sys.stderr)
+    if start_epoch and verbose:
+        bar.write(f"{progress.description}: resuming {checkpointing.path} after epoch {start_epoch}/{epochs}",
+                  file=sys.stderr)
+    try:
+        with _cudnn_benchmark(cudnn_benchmark and device.type == "cuda"):
+            for epoch in range(start_epoch, epochs):
+                model.train()
+                lr = optimizer.param_groups[0]["lr"]
+                loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+                sums: dict[str, torch.Tensor] = {}
+                seen = 0
+                steps = 0
+                started = time.perf_counter()
+                for step, out in enumerate(epoch_steps(model, epoch)):
+                    optimizer.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    loss_sum += out.loss.detach() * out.images
+                    for name, value in out.sums.items():
+                        sums[name] = sums.get(name, 0) + value.detach()
+                    seen += out.images
+                    steps += 1
+                    # Reading the loss back synchronises a GPU, so only every 25 steps there; DDP
+                    # ranks must agree to stop, so they check the reduced loss after the epoch.
+                    if not dist.enabled and (device.type == "cpu" or step % 25 == 24):
+                        if not math.isfinite(loss_sum.item()):
+                            raise _diverged(loss_sum.item(), epoch, step, lr, advice)
+                    bar.update(1)
+                    if verbose and step % 10 == 0:
+                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum.item() / seen:.4f}",
+                                        **{k: f"{float(v) / seen:.4g}" for k, v in sums.items()}, refresh=False)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                seconds = time.perf_counter() - started
+                names = list(sums)
+                totals = torch.stack([loss_sum, torch.tensor(float(seen), dtype=torch.float64, device=device),
+                                      *(torch.as_tensor(sums[k], device=device).double() for k in names)])
+                reduced = dist.all_reduce(totals).tolist()
+                total_loss, total_seen = reduced[0], reduced[1]
+                if not math.isfinite(total_loss):
+                    raise _diverged(total_loss, epoch, steps - 1, lr, advice)
+                dist.broadcast_buffers(network)
+                entry = {"epoch": epoch + 1, "steps": steps, "lr": lr, "loss": total_loss / total_seen,
+                         **{k: v / total_seen for k, v in zip(names, reduced[2:])},
+                         "seconds": seconds,
+                         "images_per_second": total_seen / seconds if seconds > 0 else float("nan")}
+                if evaluate is not None:
+                    entry.update(evaluate(network))
+                history.append(entry)
+                # A small data set makes many short epochs: save at most every `every` steps (and
+                # at the end); a resumed run replays from the last save.
+                trained = epoch * steps_per_epoch + steps
+                last = epoch + 1 == epochs
+                save = checkpointing is not None and (trained - saved >= every or last)
+                if save or last:
+                    # The loss is checked before each step, so the last step's update shows only
+                    # here (and BatchNorm statistics never show in a train-mode loss).
+                    _check_finite_state(network, epoch, lr)
+                if save:
+                    if dist.is_main:
+                        _save(checkpointing, epoch + 1, network, optimizer, scheduler, history)
+                    saved = trained
+                if after_epoch is not None and after_epoch(dict(entry)) is True and not last:
+                    # Recorded (and saved), so that a rerun with the checkpoint stops here too.
+                    entry["stopped_early"] = True
+                    if checkpointing is not None:
+                        _check_finite_state(network, epoch, lr)
+                        if dist.is_main:
+                            _save(checkpointing, epoch + 1, network, optimizer, scheduler, history)
+                    break
+    finally:
+        bar.close()
+    return history
+
+
+# --------------------------------------------------------------------------
+# Fine-tuning a detector: normal + outlier-exposure batches
+# --------------------------------------------------------------------------
 
 
 @dataclass
@@ -214,15 +708,9 @@ class TrainingData:
         return resize_images(rows.to(self.device, non_blocking=True), self.input_size)
 
 
-def _epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(hashlib.sha256(f"{seed}/{epoch}".encode()).hexdigest()[:15], 16))
-    return generator
-
-
 def _epoch_plan(n_normal: int, n_outlier: int, half: int, seed: int, epoch: int):
     """Per-step index batches of one epoch: a permutation of the normal set, and fresh OE draws."""
-    generator = _epoch_generator(seed, epoch, torch.device("cpu"))
+    generator = seeded_generator(seed, epoch)
     order = torch.randperm(n_normal, generator=generator)
     steps = math.ceil(n_normal / half)
     normal_batches = [order[i * half:(i + 1) * half] for i in range(steps)]
@@ -246,7 +734,7 @@ def train(
     std,
     penalty: Callable[[], torch.Tensor] | None = None,
 ) -> list[dict]:
-    """Train ``network`` in place; returns the per-epoch history.
+    """Fine-tune ``network`` in place with :func:`run_epochs`; returns the per-epoch history.
 
     Each step takes ``batch_size // 2`` normal images and as many OE images (none without a corpus),
     augments them with crop + flip, normalises them and minimises ``objective + penalty()`` with SGD
@@ -254,190 +742,51 @@ def train(
     over the normal set when that is set; the learning rate drops by ``gamma`` at the ``milestones``
     fractions of the steps (the paper's epochs 60 and 80 of 100). An epoch is one pass over the
     normal set (the last one may stop early). With ``settings.checkpoint`` the state (and
-    ``settings.seed``) is saved after every epoch and a matching checkpoint (same fingerprint and
-    seed) is resumed from; the path is checked (:func:`check_checkpoint_path`) before the first step.
+    ``settings.seed``) is saved at most every :data:`CHECKPOINT_EVERY` steps and at the end, and a
+    matching checkpoint (same fingerprint and seed) is resumed from. The history's ``penalty`` is
+    the mean of ``penalty()`` per image (0 without one).
 
     Raises :class:`TrainingDivergedError` when the loss is not finite, or the network's parameters
     or buffers are not after the last step or before a checkpoint save.
     """
     device = settings.device
     precision = Precision.resolve(device, settings.precision)
-    network.to(device)
-    if precision.channels_last:
-        network.to(memory_format=torch.channels_last)
     half = max(1, settings.batch_size // 2)
     n_normal = data.normal.shape[0]
     n_outlier = len(data.corpus) if data.corpus is not None else 0
     steps_per_epoch = math.ceil(n_normal / half)
     total_steps = settings.total_steps(steps_per_epoch)
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
-    optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)
-    # Stepped once per optimizer step, so that the schedule is the same whatever the epoch length.
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_steps(total_steps), settings.gamma)
-    history: list[dict] = []
-    start_epoch = 0
-    checkpoint = check_checkpoint_path(settings.checkpoint) if settings.checkpoint else None
-    if checkpoint is not None and checkpoint.is_file():
-        start_epoch, history = _resume(checkpoint, settings.fingerprint, settings.seed, network, optimizer,
-                                       scheduler)
-    from tqdm.auto import tqdm
 
-    done = saved = min(total_steps, start_epoch * steps_per_epoch)
-    bar = tqdm(total=total_steps, initial=done, disable=not settings.verbose, desc=settings.description,
-               unit="step", dynamic_ncols=True, delay=settings.progress_delay)
-    try:
-        for epoch in range(start_epoch, n_epochs):
-            network.train()
-            normal_idx, outlier_idx = _epoch_plan(n_normal, n_outlier, half, settings.seed, epoch)
-            normal_idx = normal_idx[:total_steps - epoch * steps_per_epoch]
-            augment_rng = _epoch_generator(settings.seed, -1 - epoch, device)
-            started = time.perf_counter()
-            total = torch.zeros((), device=device)
-            penalty_total = torch.zeros((), device=device)
-            seen = 0
-            for step, idx in enumerate(normal_idx):
-                x_normal = _augment(data.normal_batch(idx), settings, augment_rng, mean, std, precision)
-                x_outlier = None
-                if outlier_idx is not None:
-                    x_outlier = _augment(data.outlier_batch(outlier_idx[step]), settings, augment_rng, mean, std,
-                                         precision)
-                with precision.autocast(device):
-                    loss = objective(network, x_normal, x_outlier).float()
-                if penalty is not None:
-                    reg = penalty()
-                    penalty_total += reg.detach()
-                    loss = loss + reg
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step_lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                total += loss.detach()
-                seen += x_normal.shape[0] + (0 if x_outlier is None else x_outlier.shape[0])
-                if device.type == "cpu" or step % 25 == 24 or step == len(normal_idx) - 1:
-                    if not torch.isfinite(total):
-                        raise TrainingDivergedError(
-                            f"the training loss became {total.item()} at epoch {epoch + 1}, step {step + 1} "
-                            f"(lr={settings.lr:g}); lower lr, or check the inputs"
-                        )
-                bar.update(1)
-                if settings.verbose and step % 10 == 0:
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}", refresh=False)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            seconds = time.perf_counter() - started
-            history.append({
-                "epoch": epoch + 1,
-                "steps": len(normal_idx),
-                "loss": total.item() / len(normal_idx),
-                "penalty": penalty_total.item() / len(normal_idx),
-                "lr": step_lr,  # of the epoch's last step
-                "seconds": seconds,
-                "images_per_second": seen / seconds if seconds > 0 else float("nan"),
-            })
-            # A small normal set makes many short epochs under a step budget: save at most every
-            # CHECKPOINT_EVERY steps (and at the end); a resumed run replays from the last save.
-            trained = epoch * steps_per_epoch + len(normal_idx)
-            last = epoch + 1 == n_epochs
-            save = checkpoint is not None and (trained - saved >= CHECKPOINT_EVERY or last)
-            if save or last:
-                # The loss is checked before each step, so the last step's update shows only here
-                # (and BatchNorm statistics never show in a train-mode loss); a diverged state is
-                # never saved, so the checkpoint keeps the last sound one.
-                _check_finite_state(network, epoch, settings.lr)
-            if save:
-                _save(checkpoint, settings.fingerprint, epoch + 1, network, optimizer, scheduler, history,
-                      settings.seed)
-                saved = trained
-    finally:
-        bar.close()
-    if precision.channels_last:
-        network.to(memory_format=torch.contiguous_format)
-    return history
+    def augmented(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if settings.crop_padding or settings.flip:
+            images = random_crop_flip(images, settings.crop_padding, flip=settings.flip, generator=generator)
+        return precision.prepare(normalize(images, mean, std))
 
+    def epoch_steps(model: nn.Module, epoch: int) -> Iterator[Step]:
+        normal_idx, outlier_idx = _epoch_plan(n_normal, n_outlier, half, settings.seed, epoch)
+        augment_rng = seeded_generator(settings.seed, -1 - epoch, device=device)
+        for step, idx in enumerate(normal_idx[:total_steps - epoch * steps_per_epoch]):
+            x_normal = augmented(data.normal_batch(idx), augment_rng)
+            x_outlier = None if outlier_idx is None else augmented(data.outlier_batch(outlier_idx[step]), augment_rng)
+            with precision.autocast(device):
+                loss = objective(model, x_normal, x_outlier).float()
+            images = x_normal.shape[0] + (0 if x_outlier is None else x_outlier.shape[0])
+            reg = penalty() if penalty is not None else torch.zeros((), device=device)
+            yield Step(loss + reg if penalty is not None else loss, images, {"penalty": reg.detach() * images})
 
-def _augment(images, settings: TrainSettings, generator, mean, std, precision: Precision) -> torch.Tensor:
-    if settings.crop_padding or settings.flip:
-        images = random_crop_flip(images, settings.crop_padding, flip=settings.flip, generator=generator)
-    return precision.prepare(normalize(images, mean, std))
-
-
-def _check_finite_state(network: nn.Module, epoch: int, lr: float) -> None:
-    tensors = [(name, t) for name, t in [*network.named_parameters(), *network.named_buffers()]
-               if t.is_floating_point()]
-    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])  # one device sync, not one per tensor
-    if not bool(finite.all()):
-        name = tensors[int((~finite).nonzero()[0, 0])][0]
-        raise TrainingDivergedError(
-            f"training diverged: {name} of the network became non-finite (nan or inf) by the end of epoch "
-            f"{epoch + 1} (lr={lr:g}); lower lr (e.g. 10x), or check the inputs"
-        )
-
-
-def check_checkpoint_path(checkpoint) -> Path:
-    """``checkpoint`` as a :class:`~pathlib.Path`, once it is known that a file can be saved there.
-
-    Called before training, so that a bad path fails at once instead of after the first epoch. A
-    missing folder is created (as saving would). Raises ``ValueError`` when the path is a folder and
-    ``OSError`` when its folder cannot be created or written to; both messages name ``checkpoint``.
-    """
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise ValueError(f"checkpoint: {str(path)!r} is a folder; give a file path, e.g. {str(path / 'fit.ckpt')!r}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Permission bits do not tell (root, read-only mounts, ACLs): create a file where saving will.
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        # strerror, not str(error): the latter names the probe file, which the caller never saw.
-        raise type(error)(f"checkpoint: cannot save to {str(path)!r}: its folder cannot be created or written "
-                          f"({error.strerror or error})") from error
-    return path
-
-
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise OSError(f"checkpoint: could not read {path}: {error}; delete it to start afresh") from error
-
-
-def checkpoint_seed(checkpoint, fingerprint: str) -> int | None:
-    """The seed recorded in the ``checkpoint`` file of the fit ``fingerprint``; None when there is no
-    such file, or it belongs to another fit (which :func:`train` then refuses), or predates seeds.
-
-    A fit whose seed is drawn afresh each time (``random_state=None``) resumes with this seed.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        return None
-    state = _read_checkpoint(path)
-    if state.get("fingerprint") != fingerprint or state.get("seed") is None:
-        return None
-    return int(state["seed"])
-
-
-def _save(path: Path, fingerprint: str, epoch: int, network, optimizer, scheduler, history, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"fingerprint": fingerprint, "seed": int(seed), "epoch": epoch, "network": network.state_dict(),
-             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": history}
-    atomic_write(path, lambda handle: torch.save(state, handle))
-
-
-def _resume(path: Path, fingerprint: str, seed: int, network, optimizer, scheduler) -> tuple[int, list[dict]]:
-    state = _read_checkpoint(path)
-    # A checkpoint from before seeds were recorded carries none; its fingerprint covers the seed.
-    if state.get("fingerprint") != fingerprint or state.get("seed", seed) != seed:
-        raise ValueError(
-            f"checkpoint: {path} belongs to a different fit (other data, parameters or seed); delete it or "
-            f"choose another checkpoint path"
-        )
-    network.load_state_dict(state["network"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"]), list(state["history"])
+    checkpointing = None
+    if settings.checkpoint:
+        checkpointing = Checkpointing(settings.checkpoint, settings.fingerprint, settings.seed)
+    with placed(network, device, precision):
+        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum,
+                                    weight_decay=settings.weight_decay)
+        # Stepped once per optimizer step, so that the schedule is the same whatever the epoch length.
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings.milestone_steps(total_steps),
+                                                         settings.gamma)
+        return run_epochs(network, optimizer, scheduler, epoch_steps, epochs=math.ceil(total_steps / steps_per_epoch),
+                          steps_per_epoch=steps_per_epoch, total_steps=total_steps, device=device,
+                          checkpointing=checkpointing,
+                          progress=Progress(bool(settings.verbose), settings.description, settings.progress_delay))
 
 
 @torch.no_grad()

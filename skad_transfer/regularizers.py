@@ -1,9 +1,11 @@
-"""The pull toward theta0 that a fine-tune adds to its loss: L2-SP (ADIB), the reference code's variant, EWC.
+"""The pull toward theta0 that a fine-tune adds to its loss: one object per regularizer.
 
-The penalties themselves are plain tensor functions in :mod:`skad_transfer.objectives`
-(:func:`~skad_transfer.objectives.l2_sp`, :func:`~skad_transfer.objectives.ewc_penalty`); this
-module decides which parameters they cover, estimates EWC's Fisher at theta0 and builds the
-``penalty()`` callable the training engine adds to every step's loss.
+:class:`L2SP` (ADIB's squared L2-SP), :class:`L2SPReference` (the reference code's variant) and
+:class:`EWC` each own which of theta0's parameters they cover, what they must compute at theta0
+before training starts (EWC's Fisher), and the ``penalty()`` the training engine adds to every
+step's loss. The penalties themselves are plain tensor functions in :mod:`skad_transfer.objectives`
+(:func:`~skad_transfer.objectives.l2_sp`, :func:`~skad_transfer.objectives.ewc_penalty`). Adding a
+regularizer is one subclass and one entry in :data:`REGULARIZER_CLASSES`.
 
 EWC's Fisher is estimated once, at theta0, from per-sample gradients on up to ``batch_size`` normal
 and ``batch_size`` OE images (un-augmented, BatchNorm in eval mode), of the log-likelihood of
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from numbers import Real
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -29,11 +31,12 @@ from torch import nn
 
 from .data.augment import normalize
 from .engine import TrainingData
-from .losses import with_classifier_head
+from .losses import FitContext, with_classifier_head
 from .nn.resnet import ResNet26
 from .objectives import REGULARIZERS, diagonal_fisher, ewc_penalty, l2_sp
 
-__all__ = ["REGULARIZER_PARAMETER_CONSTRAINTS", "build_penalty", "regularized_parameters", "theta0_fisher"]
+__all__ = ["REGULARIZER_PARAMETER_CONSTRAINTS", "REGULARIZER_CLASSES", "Regularizer", "L2SP", "L2SPReference", "EWC",
+           "make_regularizer", "theta0_fisher"]
 
 REGULARIZER_PARAMETER_CONSTRAINTS = {
     "regularizer": [StrOptions(set(REGULARIZERS)), None],
@@ -43,17 +46,112 @@ REGULARIZER_PARAMETER_CONSTRAINTS = {
 """scikit-learn parameter constraints of the detectors that take ``regularizer``, ``alpha`` and ``ewc_lambda``."""
 
 
-def regularized_parameters(network: nn.Module, regularizer: str) -> list[nn.Parameter]:
-    """The parameters an L2-SP variant (or EWC) pulls toward theta0.
+class Regularizer:
+    """A pull toward theta0 of strength ``strength`` (the detector parameter :attr:`strength_parameter`).
 
-    ``"l2sp"`` and ``"ewc"``: every parameter that theta0 provides (all but a ResNet26's head).
-    ``"l2sp-ref"``: the 3x3 convolution weights only, stem included (the reference code).
+    Used in three steps of a fit: :meth:`covered` on theta0 (before adapters are added, so only
+    theta0's own parameters are covered), :meth:`prepare` on theta0 and the training data, and
+    :meth:`penalty` once the trained parameters are known.
     """
-    if regularizer == "l2sp-ref":
+
+    name: ClassVar[str]
+    strength_parameter: ClassVar[str] = "alpha"
+
+    def __init__(self, strength: float):
+        self.strength = float(strength)
+        self.covers: list[nn.Parameter] = []
+
+    def covered(self, network: nn.Module) -> list[nn.Parameter]:
+        """Every parameter that theta0 provides (all but a ResNet26's head)."""
+        if isinstance(network, ResNet26):
+            return [p for name, p in network.named_parameters() if not name.startswith("linears.")]
+        return list(network.parameters())
+
+    def prepare(self, network: nn.Module, context: FitContext, *, lr: float) -> None:
+        """Record the parameters theta0 provides; a subclass may also measure theta0 here."""
+        self.covers = self.covered(network)
+
+    def penalty(self, trained: list[nn.Parameter], *, adapters: bool = False) -> Callable[[], torch.Tensor] | None:
+        """``penalty()`` over the covered parameters that are among the ``trained`` ones, anchored at
+        their values now; None at strength 0. ``adapters`` only improves the error when nothing is
+        covered."""
+        if self.strength == 0:
+            return None
+        trainable = {id(p) for p in trained}
+        kept = [i for i, p in enumerate(self.covers) if id(p) in trainable]
+        if not kept:
+            raise ValueError(
+                f"regularizer={self.name!r} covers no trained parameter"
+                + (" (adapters=True freezes the 3x3 convolutions)" if adapters else "")
+            )
+        return self._penalty(kept)
+
+    def _penalty(self, kept: list[int]) -> Callable[[], torch.Tensor]:
+        raise NotImplementedError
+
+
+class L2SP(Regularizer):
+    """``alpha * ||theta - theta0||^2`` over theta0's parameters (the paper's eq. 2, ADIB)."""
+
+    name = "l2sp"
+    squared: ClassVar[bool] = True
+
+    def _penalty(self, kept: list[int]) -> Callable[[], torch.Tensor]:
+        regularized = [self.covers[i] for i in kept]
+        anchors = [p.detach().clone() for p in regularized]
+        strength, squared = self.strength, self.squared
+        return lambda: strength * l2_sp(regularized, anchors, squared=squared)
+
+
+class L2SPReference(L2SP):
+    """The reference code's variant: ``alpha * ||theta - theta0||`` (not squared) over the 3x3
+    convolution weights only, stem included."""
+
+    name = "l2sp-ref"
+    squared = False
+
+    def covered(self, network: nn.Module) -> list[nn.Parameter]:
         return [m.weight for m in network.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-    if isinstance(network, ResNet26):
-        return [p for name, p in network.named_parameters() if not name.startswith("linears.")]
-    return list(network.parameters())
+
+
+class EWC(Regularizer):
+    """Elastic weight consolidation: the L2 pull weighted by theta0's (capped) diagonal Fisher."""
+
+    name = "ewc"
+    strength_parameter = "ewc_lambda"
+
+    def __init__(self, strength: float):
+        super().__init__(strength)
+        self.fisher: list[torch.Tensor] = []
+
+    def prepare(self, network: nn.Module, context: FitContext, *, lr: float) -> None:
+        super().prepare(network, context, lr=lr)
+        if self.strength > 0:
+            self.fisher = theta0_fisher(network, context.data, self.covers, head=context.theta0_head,
+                                        batch_size=context.batch_size, mean=context.mean, std=context.std, lr=lr,
+                                        ewc_lambda=self.strength, generator=context.generator)
+
+    def _penalty(self, kept: list[int]) -> Callable[[], torch.Tensor]:
+        regularized = [self.covers[i] for i in kept]
+        fisher = [self.fisher[i] for i in kept]
+        anchors = [p.detach().clone() for p in regularized]
+        strength = self.strength
+        return lambda: ewc_penalty(regularized, anchors, fisher, strength)
+
+
+REGULARIZER_CLASSES: dict[str, type[Regularizer]] = {cls.name: cls for cls in (L2SP, L2SPReference, EWC)}
+"""The regularizers by name (a detector's ``regularizer=`` parameter)."""
+
+
+def make_regularizer(name: str | None, **strengths: float) -> Regularizer | None:
+    """The regularizer called ``name`` (None: none), given the detector's strength parameters
+    (``alpha``, ``ewc_lambda``); each takes the one it names in ``strength_parameter``."""
+    if name is None:
+        return None
+    if name not in REGULARIZER_CLASSES:
+        raise ValueError(f"regularizer must be one of {sorted(REGULARIZER_CLASSES)} or None, got {name!r}")
+    cls = REGULARIZER_CLASSES[name]
+    return cls(strengths[cls.strength_parameter])
 
 
 def theta0_fisher(network: nn.Module, data: TrainingData, candidates: list[nn.Parameter], *, head,
@@ -81,34 +179,3 @@ def theta0_fisher(network: nn.Module, data: TrainingData, candidates: list[nn.Pa
     # those parameters pinned near theta0, as intended, without the divergence.
     cap = 1.0 / (float(lr) * float(ewc_lambda))
     return [fisher[names[id(p)]].clamp_(max=cap) for p in candidates]
-
-
-def build_penalty(regularizer: str | None, strength: float, trained: list[nn.Parameter],
-                  candidates: list[nn.Parameter], fisher: list[torch.Tensor] | None = None, *,
-                  adapters: bool = False) -> Callable[[], torch.Tensor] | None:
-    """``penalty()`` over the ``candidates`` (theta0's parameters, see :func:`regularized_parameters`)
-    that are among the ``trained`` ones, anchored at their values now; None without a regularizer or
-    at strength 0.
-
-    ``strength`` is ``alpha`` for the L2-SP variants and ``ewc_lambda`` for ``"ewc"`` (with ``fisher``
-    aligned with ``candidates``). ``adapters`` only improves the error when nothing is covered.
-    """
-    if regularizer is None or strength == 0:
-        return None
-    trainable = {id(p) for p in trained}
-    if fisher is not None:
-        pairs = [(p, f) for p, f in zip(candidates, fisher) if id(p) in trainable]
-        regularized, fisher = [p for p, _ in pairs], [f for _, f in pairs]
-    else:
-        regularized = [p for p in candidates if id(p) in trainable]
-    if not regularized:
-        raise ValueError(
-            f"regularizer={regularizer!r} covers no trained parameter"
-            + (" (adapters=True freezes the 3x3 convolutions)" if adapters else "")
-        )
-    anchors = [p.detach().clone() for p in regularized]
-    strength = float(strength)
-    if fisher is not None:
-        return lambda: ewc_penalty(regularized, anchors, fisher, strength)
-    squared = regularizer == "l2sp"
-    return lambda: strength * l2_sp(regularized, anchors, squared=squared)

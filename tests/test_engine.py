@@ -85,8 +85,10 @@ def test_a_step_budget_cuts_the_last_epoch_and_drops_the_lr_at_its_fractions():
     # 48 normal images, 8 per step: 6 steps per epoch; 10 steps = one full epoch and 4 steps.
     _, history = run(epochs=None, steps=10)
     assert [h["steps"] for h in history] == [6, 4]
-    assert history[0]["lr"] == pytest.approx(0.05)       # milestones at steps 6 and 8
-    assert history[1]["lr"] == pytest.approx(0.05 * 0.01)
+    assert TrainSettings().milestone_steps(10) == [6, 8]  # 60% and 80% of the steps
+    # "lr" is each epoch's first step's: the first drop comes with the second epoch's first step.
+    assert history[0]["lr"] == pytest.approx(0.05)
+    assert history[1]["lr"] == pytest.approx(0.05 * 0.1)
 
 
 def test_steps_resume_from_a_checkpoint_to_the_same_weights(tmp_path, monkeypatch):
@@ -212,7 +214,7 @@ def test_short_epochs_are_checkpointed_in_groups_and_still_resume_exactly(tmp_pa
     monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 12)  # 6 steps per epoch: save after epochs 2, 4, 5
     saves = []
     real_save = engine._save
-    monkeypatch.setattr(engine, "_save", lambda path, fp, epoch, *a: (saves.append(epoch), real_save(path, fp, epoch, *a)))
+    monkeypatch.setattr(engine, "_save", lambda spec, epoch, *a: (saves.append(epoch), real_save(spec, epoch, *a)))
     reference, _ = run(epochs=None, steps=28)
     calls = {"n": 0}
 
@@ -269,3 +271,90 @@ def test_the_network_sees_random_crops_and_flips_of_the_normal_images():
         assert any(torch.allclose(torch.where(view.isnan(), x, view), x) for crop in crops
                    for view in (crop, crop.flip(2))), "an augmented image is no crop/flip of a normal image"
     assert moved >= 12  # P(no shift and no flip) = 1/162 per image
+
+
+# --------------------------------------------------------------------------
+# The core itself: run_epochs with a caller's own steps (as pretraining uses it)
+# --------------------------------------------------------------------------
+
+
+def _regression_core(epochs=4, checkpointing=None, after_epoch=None, evaluate=None, fail_at=None):
+    """A linear model fitted by run_epochs on fixed data: 3 steps of 5 samples per epoch."""
+    from skad_transfer.engine import Progress, Step, run_epochs, seeded_generator
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    X = torch.randn(15, 2, generator=torch.Generator().manual_seed(1))
+    y = X @ torch.tensor([[2.0], [-1.0]])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)  # per step: halves every epoch
+
+    def epoch_steps(network, epoch):
+        order = torch.randperm(15, generator=seeded_generator("test", epoch))
+        for step in range(3):
+            if fail_at == (epoch, step):
+                raise KeyboardInterrupt
+            rows = order[step * 5:(step + 1) * 5]
+            error = network(X[rows]) - y[rows]
+            yield Step((error ** 2).mean(), 5, {"big_errors": (error.abs() > 1).sum()})
+
+    history = run_epochs(model, optimizer, scheduler, epoch_steps, epochs=epochs, steps_per_epoch=3,
+                         device=torch.device("cpu"), checkpointing=checkpointing, after_epoch=after_epoch,
+                         evaluate=evaluate, progress=Progress(False))
+    return model, history
+
+
+def test_run_epochs_history_reports_per_image_means_first_step_lr_and_evaluation():
+    _, history = _regression_core(evaluate=lambda network: {"weight0": network.weight.detach()[0, 0].item()})
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and [h["steps"] for h in history] == [3] * 4
+    assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert all(0 <= h["big_errors"] <= 1 for h in history)  # a count over 15 samples, reported per sample
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["weight0"] > history[0]["weight0"]  # moving toward the true weight, 2
+
+
+def test_after_epoch_can_stop_training_and_a_resumed_run_stops_there_too(tmp_path):
+    from skad_transfer.engine import Checkpointing
+
+    spec = Checkpointing(tmp_path / "ckpt.pt", "unit", 0, every=1)
+    stopped, history = _regression_core(checkpointing=spec, after_epoch=lambda entry: entry["epoch"] == 2)
+    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["stopped_early"] is True
+    again, resumed = _regression_core(checkpointing=spec)  # no hook now: the checkpoint says it stopped
+    assert resumed == history
+    assert torch.equal(again.weight, stopped.weight)
+
+
+def test_run_epochs_resumes_a_caller_loop_to_the_same_weights(tmp_path):
+    from skad_transfer.engine import Checkpointing
+
+    reference, ref_history = _regression_core()
+    spec = Checkpointing(tmp_path / "ckpt.pt", "unit", 0, every=1)
+    with pytest.raises(KeyboardInterrupt):
+        _regression_core(checkpointing=spec, fail_at=(2, 1))
+    resumed, history = _regression_core(checkpointing=spec)
+    assert torch.equal(resumed.weight, reference.weight) and torch.equal(resumed.bias, reference.bias)
+    assert [h["loss"] for h in history] == [h["loss"] for h in ref_history]
+
+
+def test_a_checkpoint_of_another_kind_is_refused(tmp_path):
+    from skad_transfer.engine import Checkpointing
+
+    torch.save({"format": "something/else", "fingerprint": "unit"}, tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        _regression_core(checkpointing=Checkpointing(tmp_path / "ckpt.pt", "unit", 0))
+
+
+def test_seeded_generator_depends_on_its_key_only():
+    from skad_transfer.engine import seeded_generator
+
+    draw = lambda *key: torch.randint(0, 10**9, (4,), generator=seeded_generator(*key))
+    assert torch.equal(draw(3, 1), draw(3, 1))
+    assert not torch.equal(draw(3, 1), draw(3, 2)) and not torch.equal(draw(3, 1), draw("pretrain", 3, 1))
+
+
+def test_distributed_setting_must_be_none_or_a_bool():
+    from skad_transfer.engine import Distributed
+
+    assert not Distributed(False, torch.device("cpu")).enabled
+    with pytest.raises(TypeError, match="distributed"):
+        Distributed("yes", torch.device("cpu"))

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from skad_transfer import pretrain as pretrain_module
+from skad_transfer.data import labelled
 from skad_transfer import resnet26
 from skad_transfer.pretrain import _LRFactor, load_labelled_data, pretrain
 from skad_transfer.weights import read_checkpoint, sha256_file
@@ -79,6 +80,18 @@ def test_record_fields_and_file(trained):
     assert not network.training and next(network.parameters()).device.type == "cpu"
 
 
+def test_pinned_history(trained):
+    """The recipe's numbers at fixed settings, recorded from the loop pretrain had before it moved onto
+    the engine's core (commit 2eae0e0): a refactor that changes what is trained shows here."""
+    history = trained[3].meta["history"]
+    assert [h["loss"] for h in history] == pytest.approx([1.048635, 0.5798815, 0.2002261, 0.0703118, 0.0466935],
+                                                          rel=1e-5)
+    assert [h["train_top1"] for h in history] == pytest.approx([13 / 30, 43 / 45, 1.0, 1.0, 1.0])
+    assert [h["val_top1"] for h in history] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
+    assert [h["lr"] for h in history] == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)])
+    assert [h["steps"] for h in history] == [6] * 5  # 90 training images (30 held out), 16 per step
+
+
 def test_weights_load_back_and_reproduce_logits(trained):
     X, _, network, record = trained
     x = torch.randn(5, 3, 32, 32)
@@ -138,7 +151,7 @@ def test_memory_mapped_input_matches_in_memory(tmp_path, monkeypatch):
     in_memory, _ = pretrain(X, y, output=tmp_path / "a.pth", **kwargs)
     np.save(tmp_path / "X.npy", X)
     mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
-    monkeypatch.setattr(pretrain_module, "IN_MEMORY_BYTES", 0)  # force batch-wise reads from the map
+    monkeypatch.setattr(labelled, "IN_MEMORY_BYTES", 0)  # force batch-wise reads from the map
     streamed, _ = pretrain(mapped, y, output=tmp_path / "b.pth", **kwargs)
     assert same_state(in_memory.state_dict(), streamed.state_dict())
 

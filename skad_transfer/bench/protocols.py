@@ -32,6 +32,8 @@ import numpy as np
 
 from ..data.datasets import (MPI3D_BACKGROUND_COLORS, MPI3D_CAMERA_HEIGHTS, MPI3D_COLORS, MPI3D_FACTOR_NAMES,
                              MPI3D_SHAPES, MPI3D_SIZES)
+from ..data.catalogue import load_dataset
+from ..data.images import take_rows
 from ..data.synthetic import COLOR_NAMES, SHAPE_NAMES, make_intervention_task, make_interventions
 
 __all__ = [
@@ -158,16 +160,6 @@ def _check_xy(X, y, xname: str, yname: str) -> np.ndarray:
     return y
 
 
-def _take(X, index: np.ndarray):
-    """Rows of ``X`` (a memmap is read in sorted order, then restored to ``index``'s order)."""
-    index = np.asarray(index, dtype=np.int64)
-    order = np.argsort(index, kind="stable")
-    rows = np.asarray(X[index[order]])
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
-
-
 def _subsample(index: np.ndarray, n: int | None, rng: np.random.Generator) -> np.ndarray:
     if n is None or n >= len(index):
         return index
@@ -209,7 +201,7 @@ def _class_protocol(X_train, y_train, X_test, y_test, cls, *, normal_is_class: b
             "n_normal": int(len(normal_rows)), "n_test": int(len(test_rows)),
             "n_anomalies": int((y == -1).sum()), "outlier_exposure": describe_corpus(outlier_exposure),
             "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
-    return Split(_take(X_train, normal_rows), _take(X_test, test_rows), y, outlier_exposure, name, meta)
+    return Split(take_rows(X_train, normal_rows), take_rows(X_test, test_rows), y, outlier_exposure, name, meta)
 
 
 # ----------------------------------------------------------------------------- class protocols
@@ -392,7 +384,7 @@ def interventions(X=None, factors=None, *, normal=None, interventions=None, n_no
     for mask in anomaly_masks.values():
         neither &= ~mask
     oe_rows = _subsample(np.flatnonzero(neither), n_outlier, rng)
-    X_normal, X_outlier = _take(X, train_rows), _take(X, oe_rows)
+    X_normal, X_outlier = take_rows(X, train_rows), take_rows(X, oe_rows)
     splits = []
     for key, mask in anomaly_masks.items():
         pool = np.flatnonzero(mask)
@@ -405,7 +397,7 @@ def interventions(X=None, factors=None, *, normal=None, interventions=None, n_no
                 "value": changes[key], "n_normal": int(n_normal), "n_outlier": int(len(oe_rows)),
                 "n_test": int(len(rows)),
                 "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
-        splits.append(Split(X_normal, _take(X, rows[order]), y[order], X_outlier, f"{key}->{changes[key]}", meta))
+        splits.append(Split(X_normal, take_rows(X, rows[order]), y[order], X_outlier, f"{key}->{changes[key]}", meta))
     return splits
 
 
@@ -503,12 +495,12 @@ def non_semantic_shift(X=None, factors=None, *, normal_shape=None, anomaly_shape
                 raise ValueError(f"only {len(normal_rows)} normal images at step {k}; lower n_normal or n_test")
             oe_mask = in_step & np.isin(factors[:, shp], [MPI3D_SHAPES.index(s) for s in oe_shapes])
             oe_rows = _subsample(np.flatnonzero(oe_mask), n_outlier, rng)
-            X_normal, X_oe = _take(X, np.sort(normal_rows[:n_normal])), _take(X, oe_rows)
+            X_normal, X_oe = take_rows(X, np.sort(normal_rows[:n_normal])), take_rows(X, oe_rows)
             anomalies = rng.choice(anomaly_pool, size=min(n_anom, len(anomaly_pool)), replace=False)
             rows = np.concatenate([normal_rows[n_normal:n_normal + n_test_normal], anomalies])
             y = np.concatenate([np.ones(n_test_normal, np.int64), -np.ones(len(anomalies), np.int64)])
             order = rng.permutation(len(rows))
-            X_test, y = _take(X, rows[order]), y[order]
+            X_test, y = take_rows(X, rows[order]), y[order]
             n_oe = len(oe_rows)
         meta = {"protocol": "non-semantic-shift", "source": "synthetic" if synthetic else "mpi3d", "step": k,
                 "normal_colors": step, "normal_shape": normal_shape, "anomaly_shape": anomaly_shape,
@@ -599,14 +591,10 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
     if dataset == "cifar10":
         if data_dir is None:
             raise ValueError("data_dir is required for dataset='cifar10' (the folder holding cifar10-jpg.zip)")
-        from ..data.datasets import load_image_folder
-
-        path = Path(data_dir) / "cifar10-jpg.zip"
-        if not path.exists():
-            raise FileNotFoundError(f"dataset='cifar10': {path} not found (data_dir={data_dir!r})")
-        X_train, y_train, names = load_image_folder(path, split="train")
-        X_test, y_test, _ = load_image_folder(path, split="test")
-        return BenchmarkData(X_train, np.asarray(y_train), X_test, np.asarray(y_test), list(names), "cifar10")
+        # The benchmarks' CIFAR-10 is the catalogue's JPEG copy (every stored run was made on it).
+        X_train, y_train, names = load_dataset("cifar10-jpg", "train", root=data_dir)
+        X_test, y_test, _ = load_dataset("cifar10-jpg", "test", root=data_dir)
+        return BenchmarkData(X_train, y_train, X_test, y_test, list(names), "cifar10")
     if dataset == "digits":
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split

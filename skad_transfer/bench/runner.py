@@ -47,7 +47,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -307,12 +306,17 @@ def _versions(device: str) -> dict:
     return info
 
 
-def _fit(estimator, split: Split):
+def _fit(estimator, split: Split, data_root=None):
+    from ..data.corpora import list_corpora, resolve_corpus
     from ..detectors.base import TransferDetector
 
     if isinstance(estimator, TransferDetector) and split.outlier_exposure is not None \
             and estimator.uses_outlier_exposure:
-        return estimator.fit(split.X_normal, X_outlier=split.outlier_exposure)
+        corpus = split.outlier_exposure
+        if isinstance(corpus, str) and corpus in list_corpora():
+            # A registered name is read from the sweep's data folder; the run id keeps the name.
+            corpus = resolve_corpus(corpus, root=data_root)
+        return estimator.fit(split.X_normal, X_outlier=corpus)
     return estimator.fit(split.X_normal)
 
 
@@ -338,7 +342,7 @@ def _test_features(estimator, X_test, device) -> np.ndarray:
 
 
 def execute(task: Task, store, *, device: str | None = None, skip_existing: bool = True,
-            save_features: bool = False) -> dict:
+            save_features: bool = False, data_root=None) -> dict:
     """Run one task (or load its stored result) and return its record.
 
     Parameters
@@ -355,6 +359,9 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
         Also store the test images' features under the fitted model (float32, next to the
         scores), from which ``skad-transfer report --tsne`` draws its t-SNE. Not part of the run
         id: a stored run is not redone to add them.
+    data_root : str or path-like, optional
+        The folder registered OE corpora (``"tinyimagenet"``, ...) are read from; the data root
+        (:func:`skad_transfer.data.data_root`) by default. Not part of the run id.
 
     Returns
     -------
@@ -376,7 +383,7 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
         torch.cuda.set_device(torch.device(settings["device"]))
     estimator = make_estimator(task.method, settings, random_state=task.seed, **task.method_params)
     t0 = time.perf_counter()
-    _fit(estimator, task.split)
+    _fit(estimator, task.split, data_root)
     t1 = time.perf_counter()
     scores = np.asarray(estimator.score_samples(task.split.X_test), dtype=np.float64)
     t2 = time.perf_counter()
@@ -400,11 +407,12 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
 
 
 def _run_chunk(tasks: Sequence[Task], store, device: str | None, skip_existing: bool, errors: str,
-               verbose: bool, save_features: bool = False) -> list[dict]:
+               verbose: bool, save_features: bool = False, data_root=None) -> list[dict]:
     out = []
     for task in tasks:
         try:
-            record = execute(task, store, device=device, skip_existing=skip_existing, save_features=save_features)
+            record = execute(task, store, device=device, skip_existing=skip_existing, save_features=save_features,
+                             data_root=data_root)
         except Exception as error:  # noqa: BLE001
             if errors == "raise":
                 raise
@@ -444,7 +452,7 @@ def _device_plan(tasks: Sequence[Task], devices) -> tuple[list[str], list[list[T
 
 def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | None = None, devices=None,
              skip_existing: bool = True, errors: str = "raise", verbose: bool = False,
-             save_features: bool = False) -> list[dict]:
+             save_features: bool = False, data_root=None) -> list[dict]:
     """Run tasks through :class:`joblib.Parallel`, storing each finished run.
 
     Parameters
@@ -473,6 +481,8 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
         Print one line per finished run.
     save_features : bool, default=False
         Also store each new run's test features (see :func:`execute`), for ``report --tsne``.
+    data_root : str or path-like, optional
+        Where registered OE corpora are read from (see :func:`execute`).
 
     Returns
     -------
@@ -508,11 +518,11 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
     if pending:
         if devices is not None:
             device_list, chunks = _device_plan(pending, devices)
-            jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose, save_features)
+            jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose, save_features, data_root)
                     for dev, chunk in zip(device_list, chunks) if chunk]
             parallel = Parallel(n_jobs=len(jobs), backend=backend or "loky")
         else:
-            jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose, save_features)
+            jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose, save_features, data_root)
                     for t in pending]
             parallel = Parallel(n_jobs=n_jobs, backend=backend)
         for chunk in parallel(jobs):
@@ -888,28 +898,6 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
     return [s for base in bases for s in P.oe_ablation(base, corpora)]
 
 
-@contextmanager
-def _corpora_read_from(folder):
-    """Read the registered OE corpora (``"tinyimagenet"``, ...) from ``folder`` during a sweep.
-
-    The corpus registry (:mod:`skad_transfer.data.corpora`) looks names up under
-    ``$SKAD_TRANSFER_DATA`` and takes no folder argument, so the variable is set for the sweep
-    (worker processes started during it inherit it) and restored afterwards: ``--data`` must not
-    change where a later call in the same process reads data from.
-    """
-    from .._paths import DATA_ENV
-
-    before = os.environ.get(DATA_ENV)
-    os.environ[DATA_ENV] = str(Path(folder).resolve())
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(DATA_ENV, None)
-        else:
-            os.environ[DATA_ENV] = before
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``skad-transfer bench``: build splits, run the grid, print the summary."""
     options = check_options(_options(args))
@@ -926,10 +914,9 @@ def run(args: argparse.Namespace) -> int:
     tasks = make_tasks(options["methods"], splits, options["seeds"], protocol=options["protocol"],
                        dataset=options["dataset"], settings=settings, method_params=options["method_params"])
     started = time.perf_counter()
-    with _corpora_read_from(options["data"]):
-        records = run_grid(tasks, store=options["store"], n_jobs=options["n_jobs"], backend=options["backend"],
-                           devices=devices, errors=options["errors"], verbose=not options["quiet"],
-                           save_features=options["save_features"])
+    records = run_grid(tasks, store=options["store"], n_jobs=options["n_jobs"], backend=options["backend"],
+                       devices=devices, errors=options["errors"], verbose=not options["quiet"],
+                       save_features=options["save_features"], data_root=options["data"])
     skipped = sum(1 for r in records if r.get("skipped"))
     failed = sum(1 for r in records if "error" in r)
     print(f"{len(records)} runs: {len(records) - skipped - failed} new, {skipped} already stored, {failed} failed "

@@ -18,6 +18,7 @@ only the rows of each batch are read.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 from pathlib import Path
@@ -26,7 +27,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .images import IMAGE_FORMS, ImageBatch, as_image_batch, to_numpy
+from .._paths import data_root
+from .catalogue import load_dataset
+from .images import IMAGE_FORMS, ImageBatch, as_image_batch, take_rows
 
 _NPZ_KEYS = ("X", "images", "x", "data")
 
@@ -77,11 +80,7 @@ class OutlierCorpus:
         """The images at ``indices`` as a canonical NCHW, 3-channel CPU tensor (uint8 or float32)."""
         indices = np.asarray(indices, dtype=np.int64)
         if self._is_array:
-            # Sorted reads are sequential on a memory map; the original order is restored after.
-            order = np.argsort(indices, kind="stable")
-            rows = to_numpy(self._source[torch.as_tensor(indices[order]) if isinstance(self._source, torch.Tensor)
-                                         else indices[order]], self.name)
-            rows = np.asarray(rows)[np.argsort(order, kind="stable")]
+            rows = take_rows(self._source, indices)
         else:
             rows = np.stack([_item_to_array(self._source[int(i)], self.name) for i in indices])
         return as_image_batch(rows, name=self.name, image_shape=self.image_shape).data
@@ -139,16 +138,22 @@ def _item_to_array(item, name: str) -> np.ndarray:
     return array
 
 
-_REGISTRY: dict[str, Callable[[], OutlierCorpus]] = {}
+_REGISTRY: dict[str, Callable[[Path], OutlierCorpus]] = {}
 _OPEN: dict[tuple, OutlierCorpus] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def register_corpus(name: str, opener: Callable[[], OutlierCorpus], *, overwrite: bool = False) -> None:
-    """Make ``outlier_exposure=name`` call ``opener()`` (once per process) to open the corpus."""
+def register_corpus(name: str, opener: Callable[..., OutlierCorpus], *, overwrite: bool = False) -> None:
+    """Make ``outlier_exposure=name`` open the corpus with ``opener`` (once per process and data root).
+
+    ``opener(root)`` gets the data root (:func:`~skad_transfer.data.data_root`, or the ``root`` given
+    to :func:`resolve_corpus`); an opener that takes no argument is called as ``opener()``.
+    """
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"corpus {name!r} is already registered; pass overwrite=True")
-    _REGISTRY[name] = opener
+    takes_root = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                     for p in inspect.signature(opener).parameters.values())
+    _REGISTRY[name] = opener if takes_root else (lambda root: opener())
 
 
 def list_corpora() -> list[str]:
@@ -156,17 +161,23 @@ def list_corpora() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve_corpus(spec, *, name: str = "outlier_exposure", image_shape=None) -> OutlierCorpus:
-    """Turn any accepted corpus specification into an :class:`OutlierCorpus`."""
+def resolve_corpus(spec, *, name: str = "outlier_exposure", image_shape=None,
+                   root: str | os.PathLike | None = None) -> OutlierCorpus:
+    """Turn any accepted corpus specification into an :class:`OutlierCorpus`.
+
+    A registered name (:func:`list_corpora`) is opened from ``root``, by default the data root
+    (:func:`~skad_transfer.data.data_root`).
+    """
     if isinstance(spec, OutlierCorpus):
         return spec
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
         if isinstance(spec, str) and spec in _REGISTRY:
-            key = ("name", spec)
+            folder = Path(root).expanduser() if root is not None else data_root()
+            key = ("name", spec, str(folder.resolve()))
             with _OPEN_LOCK:
                 if key not in _OPEN:
-                    _OPEN[key] = _REGISTRY[spec]()
+                    _OPEN[key] = _REGISTRY[spec](folder)
                 return _OPEN[key]
         path = Path(text).expanduser()
         if not path.exists():
@@ -237,50 +248,23 @@ def _file_corpus(array: np.ndarray, path: Path, name: str) -> OutlierCorpus:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The paper's corpora, by name. They are read from the data root (``$SKAD_TRANSFER_DATA``, else
-# ``$SKAD_TRANSFER_HOME/datasets``); nothing is downloaded implicitly: a missing corpus says which file
-# to put where, or which loader to call with download=True once.
+# The paper's corpora, by name: datasets of the catalogue (:mod:`skad_transfer.data.catalogue`), read
+# from the data root. Nothing is downloaded implicitly: a missing corpus says which file to put where,
+# or which loader to call with download=True once.
 
 
-def _missing(name: str, wanted: str, loader: str) -> FileNotFoundError:
-    from .._paths import DATA_ENV, data_root
-
-    return FileNotFoundError(
-        f"outlier_exposure={name!r}: {wanted} not found under {data_root()} (set ${DATA_ENV} to the folder "
-        f"that holds it, or fetch it once with skad_transfer.data.datasets.{loader})"
-    )
-
-
-def _open_tinyimagenet() -> OutlierCorpus:
-    from .._paths import data_root
-    from .datasets import load_tiny_imagenet
-
-    root = data_root()
-    for candidate in (root / "tiny-imagenet-32.zip", root / "tiny-imagenet-32", root / "tiny-imagenet-200.zip",
-                      root / "tiny-imagenet-200"):
-        if candidate.exists():
-            images, _, _ = load_tiny_imagenet(candidate, split="train")
-            return OutlierCorpus(images, name="tinyimagenet", path=None)
-    raise _missing("tinyimagenet", "tiny-imagenet-32.zip (or tiny-imagenet-200[.zip])",
-                   "load_tiny_imagenet(path)")
-
-
-def _torchvision_opener(name: str, loader_name: str, **kwargs):
-    def opener() -> OutlierCorpus:
-        from .._paths import data_root
-        from . import datasets
-
+def _catalogue_corpus(corpus: str, dataset: str, split: str) -> Callable[[Path], OutlierCorpus]:
+    def opener(root: Path) -> OutlierCorpus:
         try:
-            images, _, _ = getattr(datasets, loader_name)(data_root(), download=False, **kwargs)
-        except (FileNotFoundError, RuntimeError, OSError) as error:
-            raise _missing(name, f"the {loader_name[5:].upper()} files ({error})",
-                           f"{loader_name}(root, download=True)") from error
-        return OutlierCorpus(images, name=name)
+            images, _, _ = load_dataset(dataset, split, root=root)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"outlier_exposure={corpus!r}: {error}") from error
+        return OutlierCorpus(images, name=corpus)
 
     return opener
 
 
-register_corpus("tinyimagenet", _open_tinyimagenet)
-register_corpus("cifar100", _torchvision_opener("cifar100", "load_cifar100", train=True))
-register_corpus("svhn", _torchvision_opener("svhn", "load_svhn", split="train"))
-register_corpus("stl10-unlabeled", _torchvision_opener("stl10-unlabeled", "load_stl10", split="unlabeled"))
+register_corpus("tinyimagenet", _catalogue_corpus("tinyimagenet", "tinyimagenet", "train"))
+register_corpus("cifar100", _catalogue_corpus("cifar100", "cifar100", "train"))
+register_corpus("svhn", _catalogue_corpus("svhn", "svhn", "train"))
+register_corpus("stl10-unlabeled", _catalogue_corpus("stl10-unlabeled", "stl10", "unlabeled"))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_path, atomic_write_text
-from .._paths import home_dir
+from .._paths import cache_root
 
 __all__ = [
     "IMG_EXTENSIONS",
@@ -124,12 +124,8 @@ _RATIO_CHECK_BYTES = 1 << 20
 # --------------------------------------------------------------------------
 
 
-def _default_cache_dir() -> Path:
-    return home_dir() / "data"
-
-
 def cache_dir() -> Path:
-    """Return the default directory of the decode cache.
+    """Return the default directory of the decode cache (:func:`skad_transfer.data.cache_root`).
 
     Returns
     -------
@@ -142,7 +138,7 @@ def cache_dir() -> Path:
     >>> cache_dir().name
     'data'
     """
-    return _default_cache_dir()
+    return cache_root()
 
 
 def _short_hash(*parts: Any) -> str:
@@ -167,7 +163,7 @@ def _resolve_cache_dir(cache: bool, directory: str | os.PathLike | None) -> Path
     """Return a usable cache directory or ``None`` (no caching)."""
     if not cache:
         return None
-    path = Path(directory).expanduser() if directory is not None else _default_cache_dir()
+    path = Path(directory).expanduser() if directory is not None else cache_root()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

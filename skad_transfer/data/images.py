@@ -340,6 +340,23 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
     return ImageBatch(tensor.contiguous(), source_shape)
 
 
+def take_rows(array, rows) -> np.ndarray:
+    """``array[rows]`` as a numpy array, in the order of ``rows``, read in sorted order.
+
+    On a memory map sorted reads are a forward scan of the file instead of random seeks; the rows
+    are put back in the requested order afterwards. ``array`` may be a numpy array (memory maps
+    included) or a tensor, whose rows come back as numpy.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    wanted = rows[order]
+    block = array[torch.as_tensor(wanted)] if isinstance(array, torch.Tensor) else array[wanted]
+    block = block.numpy() if isinstance(block, torch.Tensor) else np.asarray(block)
+    out = np.empty_like(block)
+    out[order] = block
+    return out
+
+
 def resize_images(images: torch.Tensor, size: int | tuple[int, int], chunk: int = 2048) -> torch.Tensor:
     """Resize an NCHW batch to ``size`` x ``size`` (or ``(height, width)``; bilinear, antialiased),
     keeping its dtype."""

@@ -46,7 +46,7 @@ from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
-from ..regularizers import build_penalty, regularized_parameters, theta0_fisher
+from ..regularizers import Regularizer, make_regularizer
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 BACKBONES = ("resnet26",)
@@ -209,6 +209,9 @@ class Recipe:
     def make_loss(self, center=None) -> Loss:
         return make_loss(self.loss, center=center, compactness_weight=self.compactness_weight)
 
+    def make_regularizer(self) -> Regularizer | None:
+        return make_regularizer(self.regularizer, alpha=self.alpha, ewc_lambda=self.ewc_lambda)
+
 
 class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
@@ -318,21 +321,16 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         Returns the parameters to optimise and the regularizer's ``penalty()`` (or None). The
         regularizer covers what theta0 provides, so its parameters are taken before adapters exist.
         """
-        candidates = [] if recipe.regularizer is None else regularized_parameters(network, recipe.regularizer)
-        strength = recipe.ewc_lambda if recipe.regularizer == "ewc" else recipe.alpha
-        fisher = None
-        if recipe.regularizer == "ewc" and strength > 0:
-            fisher = theta0_fisher(network, context.data, candidates, head=context.theta0_head,
-                                   batch_size=self.batch_size, mean=self.mean_, std=self.std_, lr=self.lr,
-                                   ewc_lambda=strength, generator=context.generator)
+        regularizer = recipe.make_regularizer()
+        if regularizer is not None:
+            regularizer.prepare(network, context, lr=self.lr)
         if recipe.adapters:
             add_residual_adapters(network)
             parameters = freeze_for_adaptation(network)
         else:
             parameters = list(network.parameters())
         parameters = loss.trainable(network, parameters)
-        penalty = build_penalty(recipe.regularizer, strength, parameters, candidates, fisher,
-                                adapters=recipe.adapters)
+        penalty = None if regularizer is None else regularizer.penalty(parameters, adapters=recipe.adapters)
         return parameters, penalty
 
     # ------------------------------------------------------------------ fitting

@@ -58,7 +58,7 @@ def test_grid_store_metrics_and_rerun(split, tmp_path, monkeypatch):
 
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()}
     fits = []
-    monkeypatch.setattr(runner, "_fit", lambda est, s: fits.append(est) or est.fit(s.X_normal))
+    monkeypatch.setattr(runner, "_fit", lambda est, s, root=None: fits.append(est) or est.fit(s.X_normal))
     again = run_grid(tasks, store=tmp_path)
     assert fits == [] and all(r["skipped"] for r in again)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").iterdir()} == mtimes
@@ -71,11 +71,11 @@ def test_interrupted_sweep_keeps_finished_runs(split, tmp_path, monkeypatch):
     tasks = _tasks(split, methods=("knn",), seeds=(0, 1, 2))
     real_fit, calls = runner._fit, []
 
-    def flaky(estimator, s):
+    def flaky(estimator, s, root=None):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated interruption")
-        return real_fit(estimator, s)
+        return real_fit(estimator, s, root)
 
     monkeypatch.setattr(runner, "_fit", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -90,7 +90,7 @@ def test_interrupted_sweep_keeps_finished_runs(split, tmp_path, monkeypatch):
 
 
 def test_errors_continue_records_failure(split, tmp_path, monkeypatch):
-    def boom(estimator, s):
+    def boom(estimator, s, root=None):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(runner, "_fit", boom)
@@ -183,16 +183,18 @@ def test_device_list_runs_one_loky_process_per_device(split, tmp_path):
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
 
 
-def test_cli_reads_registered_corpora_from_data_for_the_sweep_only(tmp_path, monkeypatch):
+def test_cli_reads_registered_corpora_from_data_and_leaves_the_environment_alone(tmp_path, monkeypatch):
     from skad_transfer.data import corpora
 
     seen = []
 
-    def opener():
-        seen.append(os.environ.get("SKAD_TRANSFER_DATA"))
+    def opener(root):
+        seen.append(str(root))
+        assert os.environ["SKAD_TRANSFER_DATA"] == str(tmp_path / "elsewhere")
         return corpora.OutlierCorpus(np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
 
-    monkeypatch.setitem(corpora._REGISTRY, "test-data-root-probe", opener)
+    monkeypatch.setattr(corpora, "_REGISTRY", dict(corpora._REGISTRY))
+    corpora.register_corpus("test-data-root-probe", opener)
     monkeypatch.setenv("SKAD_TRANSFER_DATA", str(tmp_path / "elsewhere"))
     store, data = tmp_path / "store", tmp_path / "data"
     argv = ["bench", "--dataset", "synthetic", "--protocol", "one-vs-rest", "--classes", "0", "--methods", "adib",
@@ -200,8 +202,7 @@ def test_cli_reads_registered_corpora_from_data_for_the_sweep_only(tmp_path, mon
             "--n-normal", "16", "--n-test", "20", "--outlier-exposure", "test-data-root-probe", "--data", str(data),
             "--store", str(store), "--save-features", "--quiet"]
     assert main(argv) == 0
-    assert seen == [str(data.resolve())]
-    assert os.environ["SKAD_TRANSFER_DATA"] == str(tmp_path / "elsewhere")   # restored after the sweep
+    assert seen == [str(data)]
     (record,) = runner.load_records(store)
     features = ResultStore(store).read_scores(record["run_id"])["features"]
     assert features.shape[0] == record["n_test"] == 20

@@ -115,7 +115,7 @@ def test_registered_paper_corpora_read_from_the_data_root(tmp_path, monkeypatch,
     monkeypatch.setattr(corpora, "_OPEN", {})
     with pytest.raises(FileNotFoundError, match=r"tiny-imagenet-32\.zip.*SKAD_TRANSFER_DATA"):
         resolve_corpus("tinyimagenet")
-    with pytest.raises(FileNotFoundError, match=r"load_cifar100\(root, download=True\)"):
+    with pytest.raises(FileNotFoundError, match=r"load_dataset\('cifar100', download=True\)"):
         resolve_corpus("cifar100")
     write_folder(tmp_path / "tree" / "tiny-imagenet-32" / "train", images)
     (tmp_path / "data").mkdir()

@@ -77,3 +77,15 @@ def test_resize_keeps_dtype_and_range():
     assert resize_images(x, 24) is x
     constant = torch.full((1, 3, 10, 10), 0.25)
     assert torch.allclose(resize_images(constant, 32), torch.full((1, 3, 32, 32), 0.25))
+
+
+def test_take_rows_reads_a_memory_map_in_any_order(tmp_path):
+    from skad_transfer.data.images import take_rows
+
+    array = np.arange(10 * 2 * 2 * 3, dtype=np.uint8).reshape(10, 2, 2, 3)
+    np.save(tmp_path / "a.npy", array)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = [7, 2, 2, 9, 0]
+    assert np.array_equal(take_rows(mapped, rows), array[rows])
+    assert np.array_equal(take_rows(torch.from_numpy(array), rows), array[rows])
+    assert take_rows(mapped, []).shape == (0, 2, 2, 3)

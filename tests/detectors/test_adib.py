@@ -4,17 +4,17 @@ import torch
 
 from conftest import TINY
 from skad_transfer import ADIBDetector, resnet26
-from skad_transfer.regularizers import regularized_parameters
+from skad_transfer.regularizers import make_regularizer
 from skad_transfer.weights import save_weights
 
 
 def test_regularized_parameter_sets():
     net = resnet26(width=4)
-    paper = regularized_parameters(net, "l2sp")
+    paper = make_regularizer("l2sp", alpha=0.1).covered(net)
     names = {id(p): n for n, p in net.named_parameters()}
     assert all(not names[id(p)].startswith("linears") for p in paper)
     assert len(paper) == len(list(net.parameters())) - 2  # everything but the fresh head
-    reference = regularized_parameters(net, "l2sp-ref")
+    reference = make_regularizer("l2sp-ref", alpha=0.1).covered(net)
     assert [id(p) for p in reference] == [id(p) for p in net.conv3x3_parameters()]
 
 
