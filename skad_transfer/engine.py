@@ -573,7 +573,11 @@ def run_epochs(
                          "seconds": seconds,
                          "images_per_second": total_seen / seconds if seconds > 0 else float("nan")}
                 if evaluate is not None:
-                    entry.update(evaluate(network))
+                    evaluation = evaluate(network)
+                    entry.update(evaluation)
+                    if verbose:
+                        bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{entry['loss']:.4f}",
+                                        **{k: "n/a" if v is None else f"{v:.4g}" for k, v in evaluation.items()})
                 history.append(entry)
                 # A small data set makes many short epochs: save at most every `every` steps (and
                 # at the end); a resumed run replays from the last save.
@@ -667,7 +671,7 @@ class TrainingData:
             if device.type == "cuda" and corpus.nbytes and self._fits(corpus.nbytes, budget_fraction):
                 self.outliers = self._upload(corpus)
             elif device.type == "cpu" and corpus.is_in_memory:
-                self.outliers = resize_images(self._harmonized(corpus.all().data, torch.arange(len(corpus))),
+                self.outliers = resize_images(self.harmonize(corpus.all().data, torch.arange(len(corpus))),
                                               input_size)
 
     def _fits(self, nbytes: int, fraction: float) -> bool:
@@ -685,18 +689,21 @@ class TrainingData:
         parts = []
         for start in range(0, len(corpus), chunk):
             indices = torch.arange(start, min(start + chunk, len(corpus)))
-            rows = self._harmonized(corpus.take(indices.numpy()), indices)
+            rows = self.harmonize(corpus.take(indices.numpy()), indices)
             parts.append(resize_images(rows.to(self.device, non_blocking=True), self.input_size))
         return torch.cat(parts)
 
-    def _harmonized(self, images: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-        # OE images take the normal images' resolution, channels and intensities first, then the same path.
+    def harmonize(self, images: torch.Tensor, indices: torch.Tensor, *, roundtrip: bool = True,
+                  chunk: int = 8192) -> torch.Tensor:
+        """OE images (corpus rows ``indices``) as the network sees them: the normal images'
+        resolution, channels and (with ``match_histograms``) intensities, then, with ``roundtrip``,
+        the JPEG round trip (leave it to the scorer, :func:`apply_batched`, otherwise)."""
         images = like_source(images, self.outlier_shape)
         if self.references is not None:
             pairs = reference_indices(indices, self.references.shape[0], self.pairing_seed)
             images = torch.cat([match_luminance(images[i:i + chunk], self.references[pairs[i:i + chunk]])
                                 for i in range(0, images.shape[0], chunk)]) if images.shape[0] else images
-        return jpeg_roundtrip(images, self.jpeg_quality)
+        return jpeg_roundtrip(images, self.jpeg_quality) if roundtrip else images
 
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)
@@ -704,7 +711,7 @@ class TrainingData:
     def outlier_batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self.outliers is not None:
             return self.outliers[indices.to(self.outliers.device)].to(self.device, non_blocking=True)
-        rows = self._harmonized(self.corpus.take(indices.numpy()), indices)
+        rows = self.harmonize(self.corpus.take(indices.numpy()), indices)
         return resize_images(rows.to(self.device, non_blocking=True), self.input_size)
 
 
@@ -733,6 +740,8 @@ def train(
     mean,
     std,
     penalty: Callable[[], torch.Tensor] | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    after_epoch: Callable[[dict], Any] | None = None,
 ) -> list[dict]:
     """Fine-tune ``network`` in place with :func:`run_epochs`; returns the per-epoch history.
 
@@ -744,7 +753,8 @@ def train(
     normal set (the last one may stop early). With ``settings.checkpoint`` the state (and
     ``settings.seed``) is saved at most every :data:`CHECKPOINT_EVERY` steps and at the end, and a
     matching checkpoint (same fingerprint and seed) is resumed from. The history's ``penalty`` is
-    the mean of ``penalty()`` per image (0 without one).
+    the mean of ``penalty()`` per image (0 without one). ``evaluate`` and ``after_epoch`` are
+    :func:`run_epochs`'s end-of-epoch hooks (validation, early stopping).
 
     Raises :class:`TrainingDivergedError` when the loss is not finite, or the network's parameters
     or buffers are not after the last step or before a checkpoint save.
@@ -785,7 +795,7 @@ def train(
                                                          settings.gamma)
         return run_epochs(network, optimizer, scheduler, epoch_steps, epochs=math.ceil(total_steps / steps_per_epoch),
                           steps_per_epoch=steps_per_epoch, total_steps=total_steps, device=device,
-                          checkpointing=checkpointing,
+                          checkpointing=checkpointing, evaluate=evaluate, after_epoch=after_epoch,
                           progress=Progress(bool(settings.verbose), settings.description, settings.progress_delay))
 
 

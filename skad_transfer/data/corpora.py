@@ -92,6 +92,11 @@ class OutlierCorpus:
         data = self.take(np.arange(len(self)))
         return ImageBatch(data, tuple(data.shape[1:]))
 
+    def without(self, rows) -> "OutlierCorpus":
+        """This corpus without ``rows``: a view whose indices skip them (nothing is copied), e.g.
+        to hold images out for validation."""
+        return _Excluding(self, rows)
+
     def __deepcopy__(self, memo):
         return self  # immutable view: sklearn.clone must not copy the data per grid candidate
 
@@ -118,6 +123,57 @@ class OutlierCorpus:
     def __repr__(self) -> str:
         where = f", path={self.path!r}" if self.path else ""
         return f"OutlierCorpus(name={self.name!r}, n={len(self)}{where})"
+
+
+class _Excluding(OutlierCorpus):
+    """:meth:`OutlierCorpus.without`: index ``i`` is the ``i``-th row of ``base`` not excluded.
+
+    Memory is one int64 per excluded row, whatever the corpus size: the ``i``-th kept row is ``i``
+    plus the number of excluded rows at or before it, found by binary search.
+    """
+
+    def __init__(self, base: OutlierCorpus, rows):
+        excluded = np.unique(np.asarray(rows, dtype=np.int64))
+        if len(excluded) and (excluded[0] < 0 or excluded[-1] >= len(base)):
+            raise ValueError(f"{base.name}: rows to leave out must be in [0, {len(base)})")
+        if len(excluded) >= len(base):
+            raise ValueError(f"{base.name}: leaving out {len(excluded)} rows leaves no image")
+        self.base = base
+        self.name, self.path, self.image_shape = base.name, base.path, base.image_shape
+        self._shifted = excluded - np.arange(len(excluded))
+        self._n = len(base) - len(excluded)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.base.nbytes * self._n / max(1, len(self.base)))
+
+    @property
+    def is_in_memory(self) -> bool:
+        return self.base.is_in_memory
+
+    @property
+    def source(self):
+        return self.base.source
+
+    def take(self, indices) -> torch.Tensor:
+        indices = np.asarray(indices, dtype=np.int64)
+        return self.base.take(indices + np.searchsorted(self._shifted, indices, side="right"))
+
+    def all(self) -> ImageBatch:
+        data = self.take(np.arange(self._n))
+        return ImageBatch(data, tuple(data.shape[1:]))
+
+    def __getstate__(self):
+        return self.__dict__.copy()
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __repr__(self) -> str:
+        return f"{self.base!r}.without({len(self.base) - self._n} rows)"
 
 
 def _item_to_array(item, name: str) -> np.ndarray:

@@ -70,7 +70,10 @@ class ADIBDetector(TransferDetector):
         Applied by SGD to every trainable parameter, as in the paper.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: 0, the logit's own boundary (anomaly probability 1/2). A float:
-        that fraction of the training images falls below the threshold.
+        that fraction of the held-out normal images (``validation_fraction``) falls below the
+        threshold, i.e. the expected false-alarm rate on new normal images; without
+        ``validation_fraction``, that fraction of the *training* images, which the network has
+        fitted, so that new normal images raise more false alarms than asked for.
     image_shape : tuple (C, H, W), optional
         How to read flattened rows (one entry may be -1); inferred for square images.
     device : str or torch.device, default="auto"
@@ -87,6 +90,17 @@ class ADIBDetector(TransferDetector):
         (delete the file to start afresh with a new seed). The path is checked before training
         (not a folder, its folder creatable and writable). The file holds tensors and numbers only
         and is read with ``torch.load(weights_only=True)``.
+    validation_fraction : float in (0, 1), optional
+        Hold out this fraction of the normal images, and as many OE images (at most), drawn with
+        the fit's seed; they are not trained on. Every epoch they are scored into ``history_``
+        (``val_loss``: the training objective on them, un-augmented, BatchNorm in eval mode;
+        ``val_auc``: held-out normal vs held-out OE), and a float ``contamination`` takes its
+        threshold from the held-out normal images. None (default) trains on every image.
+    early_stopping : bool, default=False
+        With ``validation_fraction``: stop once ``val_loss`` has not improved (by more than 1e-4)
+        for ``n_iter_no_change`` epochs, and keep the weights of the best epoch (``best_epoch_``).
+    n_iter_no_change : int, default=5
+        Epochs without improvement that stop training under ``early_stopping``.
     jpeg_quality : int in 1..100 or None, default=75
         Every image the network sees, normal, outlier exposure and scored alike, first makes one JPEG
         round trip at this quality (:mod:`skad_transfer.data.harmonize`). This erases the low-level
@@ -132,8 +146,10 @@ class ADIBDetector(TransferDetector):
     offset_ : float
         ``decision_function = score_samples - offset_``.
     history_ : list of dict
-        Per epoch (pass over the normal set; the last one may be cut short by ``steps``): steps,
-        loss, penalty, lr (of its last step), seconds, images_per_second.
+        Per epoch (pass over the normal set; the last one may be cut short by ``steps``): epoch,
+        steps, lr (of its first step), loss and penalty (means per image), seconds,
+        images_per_second; with ``validation_fraction`` also val_loss and val_auc (None without
+        OE), and ``stopped_early: True`` on the epoch where early stopping ended training.
     weights_ : WeightsRecord or None
         The resolved theta0.
     input_size_, mean_, std_ : int, tuple, tuple
@@ -150,6 +166,13 @@ class ADIBDetector(TransferDetector):
     device_ : torch.device
     n_iter_ : int
         Epochs trained (begun).
+    best_epoch_ : int
+        The epoch whose weights the model has: the best ``val_loss`` under ``early_stopping``,
+        else the last.
+    n_validation_ : int
+        Normal images held out (0 without ``validation_fraction``).
+    validation_indices_ : ndarray of int
+        Rows of the training ``X`` that were held out (only with ``validation_fraction``).
     n_trainable_parameters_ : int
         Parameters that were trained (all of them).
 
@@ -196,6 +219,9 @@ class ADIBDetector(TransferDetector):
         device="auto",
         precision="auto",
         checkpoint=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=5,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -206,7 +232,8 @@ class ADIBDetector(TransferDetector):
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision,
-            checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            checkpoint=checkpoint, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.alpha = alpha

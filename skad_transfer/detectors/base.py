@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -40,7 +41,7 @@ from torch import nn
 from ..data.corpora import OutlierCorpus, resolve_corpus
 from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, sampled_intensity_separability
 from ..data.images import to_numpy, validate_images
-from ..engine import (PRECISIONS, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
+from ..engine import (PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
 from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
@@ -213,6 +214,68 @@ class Recipe:
         return make_regularizer(self.regularizer, alpha=self.alpha, ewc_lambda=self.ewc_lambda)
 
 
+EARLY_STOPPING_TOL = 1e-4
+"""An epoch improves on the best when its validation loss is lower by more than this."""
+
+
+class _Validation:
+    """The end-of-epoch hooks of a fit with ``validation_fraction``: held-out normal (and OE) images
+    scored into the history (``val_loss``; ``val_auc``, normal vs OE, with OE), and early stopping
+    after ``n_iter_no_change`` epochs without a better ``val_loss``, keeping the best weights."""
+
+    def __init__(self, detector: "TransferDetector", network: nn.Module, loss: Loss, objective, data: TrainingData,
+                 X_val: torch.Tensor, oe_val, device: torch.device):
+        self.loss, self.objective, self.device, self._network = loss, objective, device, network
+        self.patience = detector.n_iter_no_change
+        self.half = max(1, detector.batch_size // 2)
+        self.precision = Precision.resolve(device, detector.precision)
+        prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
+                                    input_size=detector.input_size_, precision=detector.precision,
+                                    jpeg_quality=detector.jpeg_quality_)
+        self.score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
+        # Normalised once: the scorer's own path (JPEG round trip, resize, normalisation), no augmentation.
+        self.X_val, self.x_normal = X_val, prepare(lambda x: x, X_val)
+        self.oe_images = self.x_outlier = None
+        if oe_val is not None:
+            images, rows = oe_val
+            self.oe_images = data.harmonize(images, rows, roundtrip=False)
+            self.x_outlier = prepare(lambda x: x, self.oe_images)
+        self.best_loss, self.best_epoch, self.best_state, self.since_best = math.inf, 0, None, 0
+
+    @torch.no_grad()
+    def evaluate(self, network: nn.Module) -> dict:
+        was_training = network.training
+        network.eval()
+        losses = []
+        n = self.x_normal.shape[0] if self.x_outlier is None else min(self.x_normal.shape[0], self.x_outlier.shape[0])
+        for start in range(0, n, self.half):
+            x_normal = self.precision.prepare(self.x_normal[start:start + self.half].to(self.device))
+            x_outlier = None if self.x_outlier is None else self.precision.prepare(
+                self.x_outlier[start:start + self.half].to(self.device))
+            with self.precision.autocast(self.device):
+                losses.append(float(self.objective(network, x_normal, x_outlier).float()))
+        auc = None
+        if self.oe_images is not None:
+            from sklearn.metrics import roc_auc_score
+
+            normal = self.score(network, self.X_val).double().numpy()
+            outlier = self.score(network, self.oe_images).double().numpy()
+            labels = np.r_[np.ones(len(normal)), np.zeros(len(outlier))]
+            auc = float(roc_auc_score(labels, np.r_[normal, outlier]))
+        network.train(was_training)
+        return {"val_loss": float(np.mean(losses)), "val_auc": auc}
+
+    def after_epoch(self, entry: dict) -> bool:
+        """Track the best epoch (its weights copied to the CPU); True once ``patience`` epochs passed
+        without improvement."""
+        if entry["val_loss"] < self.best_loss - EARLY_STOPPING_TOL:
+            self.best_loss, self.best_epoch, self.since_best = entry["val_loss"], entry["epoch"], 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self._network.state_dict().items()}
+            return False
+        self.since_best += 1
+        return self.since_best >= self.patience
+
+
 class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
 
@@ -240,6 +303,9 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "checkpoint": [str, os.PathLike, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -263,6 +329,9 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         device="auto",
         precision="auto",
         checkpoint=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=5,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -285,6 +354,9 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.checkpoint = checkpoint
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.jpeg_quality = jpeg_quality
         self.match_outlier_exposure = match_outlier_exposure
         self.match_histograms = match_histograms
@@ -393,6 +465,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
 
         device = resolve_device(self.device)
         seed, fingerprint = self._seed_and_fingerprint(X, corpus)
+        X, X_val, corpus, oe_val = self._hold_out(X, corpus, seed)
         record = resolve_weights(self.weights)
         # The fit's own generators, not torch's global one, which concurrent fits in threads share.
         network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
@@ -421,8 +494,15 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
             checkpoint=self.checkpoint, fingerprint=fingerprint, description=type(self).__name__,
         )
-        self.history_ = train(network, data, objective, parameters, settings,
-                              mean=self.mean_, std=self.std_, penalty=penalty)
+        validation = None if X_val is None else _Validation(self, network, loss, objective, data, X_val, oe_val,
+                                                             device)
+        self.history_ = train(network, data, objective, parameters, settings, mean=self.mean_, std=self.std_,
+                              penalty=penalty, evaluate=None if validation is None else validation.evaluate,
+                              after_epoch=validation.after_epoch if validation and self.early_stopping else None)
+        self.best_epoch_ = len(self.history_)
+        if validation is not None and self.early_stopping and validation.best_state is not None:
+            network.load_state_dict(validation.best_state)  # the best epoch's weights, not the last's
+            self.best_epoch_ = validation.best_epoch
         network.eval()
         loss.finish(network, context)
         if loss.center is not None:
@@ -435,12 +515,42 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         # Finite weights can still overflow in the forward pass (and the engine checks the loss
         # before each step, not the model after the last one): score a batch of training images.
         self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
+        # Held-out normal images, when there are any, set the threshold: their scores are what new
+        # normal images will score, while the training images' scores are those the network fitted.
+        X_offset = X if X_val is None else X_val
+        self.n_validation_ = 0 if X_val is None else int(X_val.shape[0])
         if self.contamination == "auto":
-            self.offset_ = float(loss.auto_offset(lambda: self._score(X)))
+            self.offset_ = float(loss.auto_offset(lambda: self._score(X_offset)))
         else:
-            self.offset_ = float(np.percentile(self._score(X), 100.0 * self.contamination))
+            self.offset_ = float(np.percentile(self._score(X_offset), 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
         return self
+
+    def _hold_out(self, X: torch.Tensor, corpus: OutlierCorpus | None, seed: int):
+        """``(X_train, X_val, corpus_train, oe_val)``: ``validation_fraction`` of the normal images
+        and as many OE images (at most) held out, drawn with the fit's seed; ``X_val`` and
+        ``oe_val`` (``(images, corpus rows)``) are None without ``validation_fraction``."""
+        if self.validation_fraction is None:
+            self.__dict__.pop("validation_indices_", None)  # a refit without validation leaves none stale
+            return X, None, corpus, None
+        n = X.shape[0]
+        n_val = int(round(self.validation_fraction * n))
+        if n_val < 1 or n_val >= n:
+            raise ValueError(f"validation_fraction={self.validation_fraction} holds out {n_val} of the {n} normal "
+                             f"images; at least one must be held out and one left to train on")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 2))
+        self.validation_indices_ = order[:n_val].sort().values.numpy()
+        X_val, X = X[self.validation_indices_], X[order[n_val:].sort().values]
+        oe_val = None
+        if corpus is not None:
+            k = min(n_val, len(corpus) - 1)
+            if k < 1:
+                raise ValueError(f"validation_fraction: the outlier-exposure corpus has {len(corpus)} image(s); "
+                                 f"holding some out for validation needs at least 2")
+            rows = np.sort(np.random.default_rng([seed, 3]).choice(len(corpus), size=k, replace=False))
+            oe_val = (corpus.take(rows), torch.as_tensor(rows))
+            corpus = corpus.without(rows)
+        return X, X_val, corpus, oe_val
 
     def _check_finite(self, values: np.ndarray, what: str) -> None:
         if not np.isfinite(values).all():

@@ -67,6 +67,9 @@ class _Baseline(TransferDetector):
         device="auto",
         precision="auto",
         checkpoint=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=5,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -77,7 +80,8 @@ class _Baseline(TransferDetector):
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
@@ -106,7 +110,8 @@ class DSVDDDetector(_Baseline):
     Parameters
     ----------""" + _SHARED_DOC + """
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``: that fraction of the training images falls below the threshold; ``"auto"``
+        Sets ``offset_``: that fraction of the training images (of the held-out normal images with
+        ``validation_fraction``) falls below the threshold; ``"auto"``
         is 0.1, the soft-boundary radius of Ruff et al. at nu = 0.1.
 
     Attributes
@@ -145,7 +150,8 @@ class HSCDetector(_Baseline):
     ----------""" + _SHARED_DOC + """
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: ``-log 2``, where the anomaly probability is 1/2. A float: that
-        fraction of the training images falls below the threshold.
+        fraction of the training images (of the held-out normal images with ``validation_fraction``)
+        falls below the threshold.
 
     Attributes
     ----------
@@ -188,7 +194,8 @@ class DOCDetector(_Baseline):
     compactness_weight : float, default=0.1
         DOC's lambda (Perera & Patel's 0.1).""" + _SHARED_DOC + """
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``: that fraction of the training images falls below the threshold; ``"auto"``
+        Sets ``offset_``: that fraction of the training images (of the held-out normal images with
+        ``validation_fraction``) falls below the threshold; ``"auto"``
         is 0.1 (no probabilistic boundary exists for a distance).
 
     Attributes
@@ -243,6 +250,9 @@ feature_names_in_, device_, n_iter_
         device="auto",
         precision="auto",
         checkpoint=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=5,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -253,7 +263,8 @@ feature_names_in_, device_, n_iter_
             regularizer=regularizer, alpha=alpha, ewc_lambda=ewc_lambda, backbone=backbone, width=width,
             input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, steps=steps, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
-            image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms,
             random_state=random_state, verbose=verbose,
         )

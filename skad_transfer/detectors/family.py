@@ -95,7 +95,8 @@ match_outlier_exposure, match_histograms, random_state, verbose
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one (``"bce"``: logit 0,
         ``"hsc"``: anomaly probability 1/2, i.e. ``h = log 2``); for ``"dsvdd"`` and ``"doc"``, which
         have none, the 10% quantile of the training scores (Ruff et al.'s soft-boundary radius at
-        nu = 0.1). A float: that fraction of the training images falls below the threshold.
+        nu = 0.1). A float: that fraction of the training images falls below the threshold (of the
+        held-out normal images with ``validation_fraction``, as for the quantile of ``"auto"``).
 
     Attributes
     ----------
@@ -177,6 +178,9 @@ feature_names_in_, device_, n_iter_
         device="auto",
         precision="auto",
         checkpoint=None,
+        validation_fraction=None,
+        early_stopping=False,
+        n_iter_no_change=5,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -187,7 +191,8 @@ feature_names_in_, device_, n_iter_
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, jpeg_quality=jpeg_quality,
+            precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.loss = loss

@@ -1,0 +1,90 @@
+"""validation_fraction: held-out images scored every epoch, thresholds from them, early stopping."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from skad_transfer import ADIBDetector, DSVDDDetector
+from skad_transfer.data.corpora import OutlierCorpus
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FAST = {**TINY, "batch_size": 16, "precision": "float32", "verbose": False}
+
+
+def test_history_holds_validation_loss_and_auc_and_the_threshold_comes_from_held_out_images(easy_problem):
+    X_normal, X_outlier, X_test, y_test = easy_problem
+    det = ADIBDetector(validation_fraction=0.25, contamination=0.1, **{**FAST, "epochs": 3}).fit(X_normal, X_outlier)
+    assert det.n_validation_ == 32 and len(det.validation_indices_) == 32
+    assert all(h["val_loss"] > 0 and 0 <= h["val_auc"] <= 1 for h in det.history_)
+    held_out = det.score_samples(X_normal[det.validation_indices_])
+    assert det.offset_ == pytest.approx(np.percentile(held_out, 10.0))
+    trained = np.setdiff1d(np.arange(len(X_normal)), det.validation_indices_)
+    assert det.offset_ != pytest.approx(np.percentile(det.score_samples(X_normal[trained]), 10.0))
+    # The same held-out rows for the same seed; without validation_fraction nothing is held out.
+    again = ADIBDetector(validation_fraction=0.25, **{**FAST, "epochs": 1}).fit(X_normal, X_outlier)
+    assert np.array_equal(again.validation_indices_, det.validation_indices_)
+    plain = ADIBDetector(**FAST).fit(X_normal, X_outlier)
+    assert plain.n_validation_ == 0 and not hasattr(plain, "validation_indices_") and "val_loss" not in plain.history_[0]
+
+
+def test_held_out_images_are_never_trained_on(easy_problem, monkeypatch):
+    X_normal, X_outlier, _, _ = easy_problem
+    import skad_transfer.engine as engine
+
+    seen = {}
+    real = engine.TrainingData.__init__
+
+    def recording(self, normal, corpus, *args, **kwargs):
+        seen["normal"], seen["corpus"] = normal.clone(), corpus
+        real(self, normal, corpus, *args, **kwargs)
+
+    monkeypatch.setattr(engine.TrainingData, "__init__", recording)
+    det = ADIBDetector(validation_fraction=0.25, **FAST).fit(X_normal, X_outlier)
+    trained = {tuple(x.flatten().tolist()) for x in seen["normal"]}
+    held_out = torch.from_numpy(X_normal[det.validation_indices_]).permute(0, 3, 1, 2)
+    assert not any(tuple(x.flatten().tolist()) in trained for x in held_out)
+    assert len(seen["corpus"]) == len(X_outlier) - 32  # as many OE images held out as normal ones
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch(easy_problem):
+    from sklearn.metrics import roc_auc_score
+    from sklearn.utils import check_random_state
+
+    X_normal, X_outlier, _, _ = easy_problem
+    # lr 1.5 makes the validation loss jump about; patience 1 stops at the first epoch that is no better.
+    det = ADIBDetector(validation_fraction=0.25, early_stopping=True, n_iter_no_change=1, match_histograms=False,
+                       **{**FAST, "epochs": 12, "lr": 1.5, "regularizer": None}).fit(X_normal, X_outlier)
+    losses = [h["val_loss"] for h in det.history_]
+    assert len(losses) < 12 and det.history_[-1]["stopped_early"] is True and det.n_iter_ == len(losses)
+    assert det.best_epoch_ == 1 + int(np.argmin(losses)) and det.best_epoch_ < len(losses)
+    # The weights are the best epoch's: its held-out AUC, recomputed from the fitted detector's scores.
+    seed = int(check_random_state(0).randint(np.iinfo(np.int32).max))
+    oe_rows = np.sort(np.random.default_rng([seed, 3]).choice(len(X_outlier), size=32, replace=False))
+    normal, outlier = det.score_samples(X_normal[det.validation_indices_]), det.score_samples(X_outlier[oe_rows])
+    auc = roc_auc_score(np.r_[np.ones(32), np.zeros(32)], np.r_[normal, outlier])
+    assert auc == pytest.approx(det.history_[det.best_epoch_ - 1]["val_auc"], abs=1e-9)
+    assert auc != pytest.approx(det.history_[-1]["val_auc"], abs=1e-9)
+
+
+def test_one_class_detectors_report_validation_loss_without_auc(easy_problem):
+    X_normal, _, _, _ = easy_problem
+    det = DSVDDDetector(validation_fraction=0.2, **FAST).fit(X_normal)
+    assert det.history_[0]["val_auc"] is None and det.history_[0]["val_loss"] > 0
+
+
+@pytest.mark.parametrize("fraction, message", [(0.001, "holds out 0 of the 128"), (0.999, "holds out 128 of the 128")])
+def test_a_fraction_that_leaves_one_side_empty_is_an_error(easy_problem, fraction, message):
+    X_normal, X_outlier, _, _ = easy_problem
+    with pytest.raises(ValueError, match=f"validation_fraction={fraction} {message}"):
+        ADIBDetector(validation_fraction=fraction, **FAST).fit(X_normal, X_outlier)
+
+
+def test_corpus_without_rows_is_a_view_that_skips_them():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(8, axis=1).repeat(8, axis=2).repeat(3, axis=3)
+    view = OutlierCorpus(images).without([7, 2, 2, 9])
+    assert len(view) == 7
+    assert view.take(np.arange(7))[:, 0, 0, 0].tolist() == [0, 1, 3, 4, 5, 6, 8]
+    assert view.all().data[:, 0, 0, 0].tolist() == [0, 1, 3, 4, 5, 6, 8]
+    with pytest.raises(ValueError, match="no image"):
+        OutlierCorpus(images).without(range(10))
