@@ -1,5 +1,7 @@
 """Shared fixtures: tiny image problems that a width-4..8 ResNet26 learns in seconds on a CPU."""
 
+import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -50,3 +52,39 @@ def zip_tree(src: Path, dest: Path) -> Path:
             if path.is_file():
                 archive.write(path, path.relative_to(src).as_posix())
     return dest
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_fake_cifar10(root: Path, per_batch: int = 2) -> np.ndarray:
+    """Write cifar-10-batches-py with the real pickle layout; return the NHWC train images."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        nhwc = rng.integers(0, 256, size=(per_batch, 32, 32, 3), dtype=np.uint8)
+        rows = nhwc.transpose(0, 3, 1, 2).reshape(per_batch, -1)  # CIFAR rows are CHW
+        labels = [(len(train) * per_batch + i) % 10 for i in range(per_batch)]
+        with open(base / name, "wb") as fh:
+            pickle.dump({"data": rows, "labels": labels}, fh)
+        if name != "test_batch":
+            train.append(nhwc)
+    with open(base / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": CIFAR_CLASSES}, fh)
+    return np.concatenate(train)
+
+
+@pytest.fixture
+def skip_md5(monkeypatch):
+    """Fake files cannot match torchvision's md5 sums; keep only the existence check."""
+    import torchvision.datasets.cifar
+    import torchvision.datasets.stl10
+    import torchvision.datasets.svhn
+
+    def exists(fpath, md5=None):
+        return os.path.isfile(fpath)
+
+    for module in (torchvision.datasets.cifar, torchvision.datasets.svhn, torchvision.datasets.stl10):
+        monkeypatch.setattr(module, "check_integrity", exists)

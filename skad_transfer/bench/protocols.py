@@ -113,6 +113,9 @@ class BenchmarkData:
     y_test: np.ndarray
     class_names: list
     name: str
+    source: str = ""
+    """Where the images came from when a dataset has more than one copy (``"torchvision"`` for
+    CIFAR-10 read from torchvision's files); empty for the default copy."""
 
 
 def describe_corpus(spec) -> str | None:
@@ -561,7 +564,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 
 def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_test: int = 1000,
-                        image_size: int = 32, random_state: int = 0) -> BenchmarkData:
+                        image_size: int = 32, random_state: int = 0, download: bool = False) -> BenchmarkData:
     """Load a labelled dataset for the class protocols.
 
     Parameters
@@ -575,7 +578,9 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
         stratified by class with ``random_state``. ``"synthetic"`` draws images with
         :func:`~skad_transfer.data.synthetic.make_interventions`, labelled by shape (5 classes).
     data_dir : str or path-like, optional
-        Folder holding ``cifar10-jpg.zip`` (required for ``"cifar10"``).
+        Folder holding ``cifar10-jpg.zip`` (required for ``"cifar10"``). Without it (or with
+        ``download``), ``"cifar10"`` reads torchvision's CIFAR-10 files there instead, and the
+        result's ``source`` is ``"torchvision"``.
     n_train, n_test : int
         Synthetic only: numbers of images.
     image_size : int, default=32
@@ -583,6 +588,8 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
     random_state : int, default=0
         Synthetic: generator seed (the test set uses ``random_state + 1``). Digits: seed of the
         train/test split.
+    download : bool, default=False
+        ``"cifar10"``: fetch torchvision's CIFAR-10 into ``data_dir`` (and use it).
 
     Returns
     -------
@@ -591,10 +598,20 @@ def load_benchmark_data(dataset: str, data_dir=None, *, n_train: int = 2000, n_t
     if dataset == "cifar10":
         if data_dir is None:
             raise ValueError("data_dir is required for dataset='cifar10' (the folder holding cifar10-jpg.zip)")
-        # The benchmarks' CIFAR-10 is the catalogue's JPEG copy (every stored run was made on it).
-        X_train, y_train, names = load_dataset("cifar10-jpg", "train", root=data_dir)
-        X_test, y_test, _ = load_dataset("cifar10-jpg", "test", root=data_dir)
-        return BenchmarkData(X_train, y_train, X_test, y_test, list(names), "cifar10")
+        jpeg_copy = any((Path(data_dir) / name).exists() for name in ("cifar10-jpg.zip", "cifar10-jpg"))
+        if jpeg_copy and not download:
+            # The benchmarks' CIFAR-10 is the catalogue's JPEG copy where present (the stored runs use it).
+            X_train, y_train, names = load_dataset("cifar10-jpg", "train", root=data_dir)
+            X_test, y_test, _ = load_dataset("cifar10-jpg", "test", root=data_dir)
+            return BenchmarkData(X_train, y_train, X_test, y_test, list(names), "cifar10")
+        try:
+            X_train, y_train, names = load_dataset("cifar10", "train", root=data_dir, download=download)
+            X_test, y_test, _ = load_dataset("cifar10", "test", root=data_dir, download=download)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"dataset='cifar10': neither cifar10-jpg.zip nor torchvision's CIFAR-10 files are "
+                                    f"under {data_dir}; pass download=True (bench --download) to fetch "
+                                    f"torchvision's ({error})") from error
+        return BenchmarkData(X_train, y_train, X_test, y_test, list(names), "cifar10", source="torchvision")
     if dataset == "digits":
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split

@@ -47,7 +47,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -596,7 +596,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 # ----------------------------------------------------------------------------- CLI
 #: Defaults of the ``bench`` options (flags override a config file, which overrides these).
 CLI_DEFAULTS: dict[str, Any] = {
-    "dataset": "synthetic", "data": None,
+    "dataset": "synthetic", "data": None, "download": False,
     "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
     "epochs": None, "steps": None, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128,
     "device": "auto", "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
@@ -806,8 +806,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--config", help="JSON or TOML file with any of the options below (underscored keys); flags override it")
     a("--dataset", choices=["cifar10", "digits", "synthetic"],
       help="dataset (default synthetic; digits is scikit-learn's 8x8 grayscale digits, no download)")
-    a("--data", help="folder holding cifar10-jpg.zip and the registered OE corpora (default $SKAD_TRANSFER_DATA, "
-                    "else $SKAD_TRANSFER_HOME/datasets)")
+    a("--data", help="folder holding cifar10-jpg.zip (or torchvision's CIFAR-10 files) and the registered OE "
+                    "corpora (default $SKAD_TRANSFER_DATA, else $SKAD_TRANSFER_HOME/datasets)")
+    a("--download", action="store_true", default=None,
+      help="fetch into --data what torchvision can: CIFAR-10 (--dataset cifar10 then uses torchvision's copy) and "
+           "the OE corpora cifar100, svhn, stl10-unlabeled (Tiny-ImageNet cannot be fetched; default off)")
     a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
     a("--classes", type=int, nargs="+", help="class protocols: normal (one-vs-rest) or anomalous (leave-one-out) "
                                             "classes; default all")
@@ -870,7 +873,7 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
         if protocol == "interventions":
             return P.interventions(**kwargs)
         return P.non_semantic_shift(**kwargs)
-    data = P.load_benchmark_data(dataset, options["data"], random_state=seed)
+    data = P.load_benchmark_data(dataset, options["data"], random_state=seed, download=bool(options.get("download")))
     oe = options["outlier_exposure"]
     if oe is None:
         if dataset in ("cifar10", "digits"):
@@ -884,18 +887,27 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
     classes = options["classes"] if options["classes"] is not None else list(range(len(data.class_names)))
     common = dict(n_normal=options["n_normal"], n_test=options["n_test"], class_names=data.class_names,
                   random_state=seed)
+    corpora = [None if isinstance(c, str) and c.lower() == "none" else c for c in options["oe_corpora"] or []]
+    if options.get("download"):
+        from ..data.corpora import download_corpus
+
+        for name in dict.fromkeys([oe, *corpora]):
+            if isinstance(name, str):
+                download_corpus(name, root=options["data"])
     if protocol == "leave-one-out":
-        return [P.leave_one_out(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe,
+        splits = [P.leave_one_out(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe,
+                                  **common) for c in classes]
+    else:
+        splits = [P.one_vs_rest(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe,
                                 **common) for c in classes]
-    bases = [P.one_vs_rest(data.X_train, data.y_train, data.X_test, data.y_test, c, outlier_exposure=oe, **common)
-             for c in classes]
-    if protocol == "one-vs-rest":
-        return bases
-    corpora = options["oe_corpora"]
-    if not corpora:
-        raise ValueError("protocol 'oe-ablation' needs --oe-corpora (e.g. tinyimagenet svhn none)")
-    corpora = [None if isinstance(c, str) and c.lower() == "none" else c for c in corpora]
-    return [s for base in bases for s in P.oe_ablation(base, corpora)]
+        if protocol == "oe-ablation":
+            if not corpora:
+                raise ValueError("protocol 'oe-ablation' needs --oe-corpora (e.g. tinyimagenet svhn none)")
+            splits = [s for base in splits for s in P.oe_ablation(base, corpora)]
+    if data.source:
+        # Which files the images came from is part of each run's identity (and so of its run id).
+        splits = [replace(s, meta={**s.meta, "source": data.source}) for s in splits]
+    return splits
 
 
 def run(args: argparse.Namespace) -> int:

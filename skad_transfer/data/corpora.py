@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._paths import data_root
-from .catalogue import load_dataset
+from .catalogue import CATALOGUE, load_dataset
 from .images import IMAGE_FORMS, ImageBatch, as_image_batch, take_rows
 
 _NPZ_KEYS = ("X", "images", "x", "data")
@@ -320,7 +320,29 @@ def _catalogue_corpus(corpus: str, dataset: str, split: str) -> Callable[[Path],
     return opener
 
 
-register_corpus("tinyimagenet", _catalogue_corpus("tinyimagenet", "tinyimagenet", "train"))
-register_corpus("cifar100", _catalogue_corpus("cifar100", "cifar100", "train"))
-register_corpus("svhn", _catalogue_corpus("svhn", "svhn", "train"))
-register_corpus("stl10-unlabeled", _catalogue_corpus("stl10-unlabeled", "stl10", "unlabeled"))
+CATALOGUE_CORPORA: dict[str, tuple[str, str]] = {
+    "tinyimagenet": ("tinyimagenet", "train"),
+    "cifar100": ("cifar100", "train"),
+    "svhn": ("svhn", "train"),
+    "stl10-unlabeled": ("stl10", "unlabeled"),
+}
+"""The paper's corpora: name -> (catalogue dataset, split)."""
+
+for _corpus, (_dataset, _split) in CATALOGUE_CORPORA.items():
+    register_corpus(_corpus, _catalogue_corpus(_corpus, _dataset, _split))
+
+
+def download_corpus(name: str, root=None) -> None:
+    """Make sure the files of the named corpus are under ``root`` (the data root by default): fetch
+    them with torchvision when they can be fetched; otherwise a ``FileNotFoundError`` says what to
+    put where. Names outside :data:`CATALOGUE_CORPORA` (paths, corpora registered by the user) are
+    left alone."""
+    if name not in CATALOGUE_CORPORA:
+        return
+    dataset, split = CATALOGUE_CORPORA[name]
+    downloadable = CATALOGUE[dataset].downloadable
+    try:
+        load_dataset(dataset, split, root=root, download=downloadable)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"outlier_exposure={name!r} cannot be downloaded: {error}; or choose a corpus "
+                                f"that can ({', '.join(n for n, (d, _) in CATALOGUE_CORPORA.items() if CATALOGUE[d].downloadable)})") from error

@@ -214,6 +214,25 @@ class Recipe:
         return make_regularizer(self.regularizer, alpha=self.alpha, ewc_lambda=self.ewc_lambda)
 
 
+def _is_image_data(value) -> bool:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.ndim >= 2
+    return isinstance(value, (list, tuple)) and len(value) > 8
+
+
+class _Summary:
+    """How a parameter holding images reads in a repr: its type, shape and dtype."""
+
+    def __init__(self, value):
+        if isinstance(value, (list, tuple)):
+            self.text = f"<{type(value).__name__} of {len(value)} images>"
+        else:
+            self.text = f"<{type(value).__name__} shape={tuple(value.shape)} dtype={value.dtype}>"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 EARLY_STOPPING_TOL = 1e-4
 """An epoch improves on the best when its validation loss is lower by more than this."""
 
@@ -362,6 +381,14 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.match_histograms = match_histograms
         self.random_state = random_state
         self.verbose = verbose
+
+    def __repr__(self, N_CHAR_MAX=700):
+        # An image array given as a parameter (outlier_exposure=X) is shown by its shape, not its pixels.
+        shown = copy.copy(self)
+        for name, value in self.get_params(deep=False).items():
+            if _is_image_data(value):
+                setattr(shown, name, _Summary(value))
+        return BaseEstimator.__repr__(shown, N_CHAR_MAX)
 
     # ------------------------------------------------------------------ the recipe
     def _recipe(self) -> Recipe:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,33 @@ def test_cli_reads_registered_corpora_from_data_and_leaves_the_environment_alone
     (record,) = runner.load_records(store)
     features = ResultStore(store).read_scores(record["run_id"])["features"]
     assert features.shape[0] == record["n_test"] == 20
+
+
+def test_cli_cifar10_reads_torchvision_files_without_the_jpeg_copy_and_download_fetches_them(
+        tmp_path, monkeypatch, capsys, skip_md5):
+    import torchvision.datasets.cifar
+
+    from conftest import write_fake_cifar10
+
+    monkeypatch.setenv("SKAD_TRANSFER_HOME", str(tmp_path / "home"))
+    data, store = tmp_path / "data", tmp_path / "store"
+    argv = ["bench", "--dataset", "cifar10", "--data", str(data), "--protocol", "one-vs-rest", "--classes", "0",
+            "--methods", "knn", "--weights", "none", "--width", "4", "--device", "cpu", "--outlier-exposure", "none",
+            "--store", str(store), "--quiet"]
+    assert main(argv) == 2  # nothing there yet: one line that says what to do
+    assert "--download" in capsys.readouterr().err
+
+    fetched = []
+
+    def fake_download(self):  # what torchvision's download() leaves behind, without the network
+        fetched.append(self.root)
+        if not (Path(self.root) / "cifar-10-batches-py").exists():
+            write_fake_cifar10(Path(self.root), per_batch=4)
+
+    monkeypatch.setattr(torchvision.datasets.cifar.CIFAR10, "download", fake_download)
+    assert main([*argv, "--download"]) == 0
+    assert fetched and all(Path(root) == data for root in fetched)
+    (record,) = runner.load_records(store)
+    assert record["config"]["split_meta"]["source"] == "torchvision" and record["n_normal"] == 2
+    assert main(argv) == 0  # the files are there now: read without --download, the same run (already stored)
+    assert "0 new, 1 already stored" in capsys.readouterr().out

@@ -208,3 +208,15 @@ def test_checkpointed_fit_resumes(easy_problem, tmp_path):
     assert np.array_equal(first.score_samples(X_test), again.score_samples(X_test))
     with pytest.raises(ValueError, match="different fit"):
         ADIBDetector(**{**kwargs, "alpha": 0.5}).fit(X_normal, X_outlier)
+
+
+def test_repr_shows_an_image_array_parameter_by_its_shape_not_its_pixels():
+    import torch
+
+    from skad_transfer import ADIBDetector, DeepADDetector
+
+    det = ADIBDetector(outlier_exposure=np.zeros((1000, 32, 32, 3), np.uint8), lr=0.1)
+    assert repr(det) == "ADIBDetector(lr=0.1, outlier_exposure=<ndarray shape=(1000, 32, 32, 3) dtype=uint8>)"
+    assert "shape=(5, 3, 8, 8)" in repr(DeepADDetector(outlier_exposure=torch.zeros(5, 3, 8, 8)))
+    assert repr(ADIBDetector(outlier_exposure="tinyimagenet")) == "ADIBDetector(outlier_exposure='tinyimagenet')"
+    assert det.get_params()["outlier_exposure"].shape == (1000, 32, 32, 3)  # the parameter itself is untouched
