@@ -75,7 +75,8 @@ def _check_output(output) -> Path | None:
 def format_table(table, interventions) -> str:
     factors = list(interventions)
     head = f"{'method':<22}" + "".join(f"{f + '->' + interventions[f]:>15}" for f in factors) + f"{'mean':>8}{'fit s':>8}"
-    lines = [head, "-" * len(head)]
+    lines = ["AUC of each detector, normal images vs each intervention's images (1 = perfect, 0.5 = chance)",
+             head, "-" * len(head)]
     for label, row in table.items():
         aucs = [row[f] for f in factors]
         lines.append(f"{label:<22}" + "".join(f"{a:>15.3f}" for a in aucs) + f"{np.mean(aucs):>8.3f}"

@@ -4,6 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,3 +19,45 @@ def test_api_reference_is_up_to_date_and_complete():
                  "run_grid", "one_vs_rest"):
         assert f"### `{name}`" in text
     assert "(no docstring)" not in text
+
+
+PAGES = ("README.md", "docs/index.md", "docs/weights.md")
+
+
+def python_blocks(page: str) -> list[str]:
+    text = (ROOT / page).read_text()
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_python_blocks_of_the_user_docs_run_as_pasted(page, tmp_path, monkeypatch, one_torch_thread):
+    """Every ```python block of a page, in order and in one namespace, with the names the prose
+    says the user has (X_normal, X_outlier, X_test, y_test, X, y, the .npy corpora); fits are cut to
+    two steps of 16 images, everything else runs as written."""
+    from skad_transfer import weights
+    from skad_transfer.detectors.base import TransferDetector
+
+    real_fit = TransferDetector.fit
+
+    def tiny_fit(self, *args, **kwargs):
+        self.set_params(steps=2, epochs=None, batch_size=16, device="cpu", verbose=False)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(TransferDetector, "fit", tiny_fit)
+    monkeypatch.setattr(weights, "_REGISTRY", dict(weights._REGISTRY))  # what a page registers stays here
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    X_normal = rng.integers(0, 120, (24, 32, 32, 3), dtype=np.uint8)
+    X_outlier = rng.integers(100, 256, (24, 32, 32, 3), dtype=np.uint8)
+    np.save("tinyimagenet.npy", X_outlier)
+    np.save("svhn.npy", X_outlier[::-1].copy())
+    X = np.concatenate([X_normal[:20], X_outlier[:20]])
+    y = np.r_[np.ones(20, int), -np.ones(20, int)]
+    namespace = {"X_normal": X_normal, "X_outlier": X_outlier, "X_test": X, "y_test": y, "X": X, "y": y}
+    blocks = python_blocks(page)
+    assert blocks, f"{page} has no python block"
+    for i, block in enumerate(blocks):
+        try:
+            exec(compile(block, f"{page}, python block {i + 1}", "exec"), namespace)
+        except Exception as error:  # noqa: BLE001 - reported with the block
+            pytest.fail(f"{page}, python block {i + 1} fails as pasted: {type(error).__name__}: {error}\n{block}")

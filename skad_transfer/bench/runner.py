@@ -425,8 +425,8 @@ def _run_chunk(tasks: Sequence[Task], store, device: str | None, skip_existing: 
                       file=sys.stderr, flush=True)
             elif not record.get("skipped"):
                 m = record["metrics"]
-                print(f"{task.method:<8}{task.split.name:<24}seed {task.seed:<4}AUC {m['auc']:.3f}  "
-                      f"AP {m['ap']:.3f}  ({record['timing']['fit_seconds']:.1f} s)", flush=True)
+                print(f"{task.method:<8}{task.split.name:<24}seed {task.seed:<4}AUC {100 * m['auc']:.1f}%  "
+                      f"AP {100 * m['ap']:.1f}%  ({record['timing']['fit_seconds']:.1f} s)", flush=True)
         out.append(record)
     return out
 
@@ -580,15 +580,17 @@ def summarize(store) -> list[dict]:
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A plain-text table of :func:`summarize` rows (AUC and AP in percent, mean (std))."""
+    """A plain-text table of :func:`summarize` rows (AUC and AP in percent, mean (std)), under a line
+    that says what the numbers are."""
     if not rows:
         return "(no finished runs)"
-    head = ["dataset", "protocol", "split", "method", "variant", "seeds", "AUC", "AP", "fit s"]
+    head = ["dataset", "protocol", "split", "method", "variant", "seeds", "AUC %", "AP %", "fit s"]
     body = [[r["dataset"], r["protocol"], r["split"], r["method"], r["variant"], str(r["n_seeds"]),
              f"{100 * r['auc_mean']:.1f} ({100 * r['auc_std']:.1f})",
              f"{100 * r['ap_mean']:.1f} ({100 * r['ap_std']:.1f})", f"{r['fit_seconds']:.1f}"] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
+    lines = ["AUC and AP of the test images, anomalies as the positive class, in %: mean (std) over seeds",
+             "  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
     return "\n".join(lines)
 

@@ -237,3 +237,16 @@ def test_cli_cifar10_reads_torchvision_files_without_the_jpeg_copy_and_download_
     assert record["config"]["split_meta"]["source"] == "torchvision" and record["n_normal"] == 2
     assert main(argv) == 0  # the files are there now: read without --download, the same run (already stored)
     assert "0 new, 1 already stored" in capsys.readouterr().out
+
+
+def test_printed_tables_say_what_their_numbers_are():
+    from skad_transfer.bench import format_summary
+    from skad_transfer.demo import format_table
+
+    row = {"dataset": "d", "protocol": "p", "split": "s", "method": "adib", "variant": "v", "n_seeds": 2,
+           "auc_mean": 0.9, "auc_std": 0.01, "ap_mean": 0.5, "ap_std": 0.02, "fit_seconds": 3.0}
+    summary = format_summary([row]).splitlines()
+    assert "AUC and AP" in summary[0] and "in %" in summary[0] and "AUC %" in summary[1]
+    assert "90.0 (1.0)" in summary[3]
+    demo = format_table({"ADIB": {"color": 0.75, "seconds": 1.0}}, {"color": "blue"}).splitlines()
+    assert demo[0].startswith("AUC of each detector") and "0.750" in demo[3]
