@@ -22,6 +22,7 @@ MODULES = {
     "skad_transfer.data.corpora": "Outlier-exposure corpora",
     "skad_transfer.weights": "Weights records",
     "skad_transfer.pretrain": "Pretraining theta0",
+    "skad_transfer.export": "Deployment (ONNX)",
     "skad_transfer.engine": "The training core",
     "skad_transfer.bench": "Benchmarks",
 }

@@ -3,6 +3,7 @@
 from .data.corpora import OutlierCorpus, list_corpora, register_corpus
 from .detectors import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetector, DSVDDDetector, HSCDetector,
                         KNNDetector)
+from .export import export_onnx
 from .features import LayerFeatures
 from .nn import ResNet26, resnet26
 from .weights import WeightsRecord, list_weights, register_weights
@@ -12,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector", "KNNDetector",
     "LayerFeatures", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
-    "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "__version__",
+    "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "export_onnx", "__version__",
 ]
