@@ -111,8 +111,8 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
             f"before the model (skad_transfer.data.harmonize.jpeg_roundtrip(images, {jpeg_quality}))"
         )
     try:
-        import onnx  # noqa: F401 - the exporter needs both
-        import onnxscript  # noqa: F401
+        import onnx
+        import onnxscript  # noqa: F401 - torch's exporter needs it
     except ImportError as error:
         raise ImportError("export_onnx needs the packages onnx and onnxscript: pip install 'skad-transfer[onnx]'") \
             from error
@@ -144,8 +144,6 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     with atomic_path(path) as temporary:
-        import onnx
-
         onnx.save(model, str(temporary))
     return path
 
