@@ -101,6 +101,11 @@ class ADIBDetector(TransferDetector):
         for ``n_iter_no_change`` epochs, and keep the weights of the best epoch (``best_epoch_``).
     n_iter_no_change : int, default=5
         Epochs without improvement that stop training under ``early_stopping``.
+    warm_start : bool, default=False
+        When fitted already, the next ``fit`` continues training from the fitted weights (another
+        ``steps``/``epochs``, with a fresh optimizer and schedule) instead of from theta0, which
+        stays the regularizer's anchor; ``history_`` and ``n_iter_`` run on. The network must be
+        the same (backbone, width, adapters).
     jpeg_quality : int in 1..100 or None, default=75
         Every image the network sees, normal, outlier exposure and scored alike, first makes one JPEG
         round trip at this quality (:mod:`skad_transfer.data.harmonize`). This erases the low-level
@@ -222,6 +227,7 @@ class ADIBDetector(TransferDetector):
         validation_fraction=None,
         early_stopping=False,
         n_iter_no_change=5,
+        warm_start=False,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -233,7 +239,7 @@ class ADIBDetector(TransferDetector):
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision,
             checkpoint=checkpoint, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.alpha = alpha

@@ -43,6 +43,7 @@ from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_qualit
 from ..data.images import to_numpy, validate_images
 from ..engine import (PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
+from ..engine import fingerprint as engine_fingerprint
 from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
@@ -325,6 +326,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "early_stopping": ["boolean"],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -351,6 +353,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         validation_fraction=None,
         early_stopping=False,
         n_iter_no_change=5,
+        warm_start=False,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -376,6 +379,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
         self.jpeg_quality = jpeg_quality
         self.match_outlier_exposure = match_outlier_exposure
         self.match_histograms = match_histograms
@@ -472,6 +476,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         the call; with ``checkpoint=`` the last saved state stays on disk, and the same fit resumes
         from it.
         """
+        # warm_start continues from the fitted network (taken before validation resets the fitted state).
+        previous = (self.network_, self.history_) if self.warm_start and hasattr(self, "network_") else None
         X, y_outlier = self._split_fit_arguments(X, y)
         if y_outlier is not None and X_outlier is not None:
             raise ValueError("fit: the outlier-exposure corpus was given twice (as y and as X_outlier)")
@@ -515,6 +521,11 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         objective = loss.prepare(network, context)
         parameters, penalty = self._trained_parameters(recipe, loss, network, context)
         self.n_trainable_parameters_ = sum(p.numel() for p in parameters)
+        if previous is not None:
+            # theta0 stays the regularizer's anchor (taken above); training starts from the fitted weights.
+            self._continue_from(network, previous[0])
+            if fingerprint:
+                fingerprint = engine_fingerprint(fingerprint, *previous[0].state_dict().values())
 
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
@@ -530,6 +541,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         if validation is not None and self.early_stopping and validation.best_state is not None:
             network.load_state_dict(validation.best_state)  # the best epoch's weights, not the last's
             self.best_epoch_ = validation.best_epoch
+        if previous is not None:  # one history across the continued fits, epochs numbered on
+            done = len(previous[1])
+            self.history_ = [*previous[1], *({**h, "epoch": h["epoch"] + done} for h in self.history_)]
+            self.best_epoch_ += done
         network.eval()
         loss.finish(network, context)
         if loss.center is not None:
@@ -552,6 +567,17 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             self.offset_ = float(np.percentile(self._score(X_offset), 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
         return self
+
+    def _continue_from(self, network: nn.Module, fitted: nn.Module) -> None:
+        """Load the fitted network's weights into ``network`` (built for this fit), for ``warm_start``."""
+        try:
+            network.load_state_dict({k: v.to(next(network.parameters()).device)
+                                     for k, v in fitted.state_dict().items()})
+        except RuntimeError as error:
+            raise ValueError(
+                f"warm_start: the fitted network does not match the one these parameters build (backbone, width, "
+                f"adapters or loss changed since the last fit); refit with warm_start=False ({error})"
+            ) from None
 
     def _hold_out(self, X: torch.Tensor, corpus: OutlierCorpus | None, seed: int):
         """``(X_train, X_val, corpus_train, oe_val)``: ``validation_fraction`` of the normal images

@@ -70,6 +70,7 @@ class _Baseline(TransferDetector):
         validation_fraction=None,
         early_stopping=False,
         n_iter_no_change=5,
+        warm_start=False,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -81,7 +82,7 @@ class _Baseline(TransferDetector):
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
             precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
@@ -253,6 +254,7 @@ feature_names_in_, device_, n_iter_
         validation_fraction=None,
         early_stopping=False,
         n_iter_no_change=5,
+        warm_start=False,
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
@@ -264,7 +266,7 @@ feature_names_in_, device_, n_iter_
             input_size=input_size, weights=weights, outlier_exposure=outlier_exposure, steps=steps, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
             image_shape=image_shape, device=device, precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
-            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, jpeg_quality=jpeg_quality,
+            early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms,
             random_state=random_state, verbose=verbose,
         )

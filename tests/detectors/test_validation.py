@@ -88,3 +88,27 @@ def test_corpus_without_rows_is_a_view_that_skips_them():
     assert view.all().data[:, 0, 0, 0].tolist() == [0, 1, 3, 4, 5, 6, 8]
     with pytest.raises(ValueError, match="no image"):
         OutlierCorpus(images).without(range(10))
+
+
+def test_warm_start_continues_from_the_fitted_weights_with_theta0_still_the_anchor(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    settings = {**FAST, "lr": 0.1}
+    det = ADIBDetector(**settings).fit(X_normal, X_outlier)
+    first = det.score_samples(X_normal[:8])
+    det.set_params(warm_start=True).fit(X_normal, X_outlier)
+    assert [h["epoch"] for h in det.history_] == [1, 2] and det.n_iter_ == 2
+    assert not np.allclose(det.score_samples(X_normal[:8]), first)
+    # The second epoch starts where the first ended, away from theta0, so its L2-SP pull is larger
+    # than a fresh first epoch's (which starts at theta0, where the penalty is 0).
+    assert det.history_[1]["penalty"] > det.history_[0]["penalty"] > 0
+    # Without warm_start the same call starts from theta0 again.
+    cold = ADIBDetector(**settings).fit(X_normal, X_outlier)
+    assert np.allclose(cold.score_samples(X_normal[:8]), first) and cold.n_iter_ == 1
+
+
+def test_warm_start_with_another_network_is_an_error(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    det = ADIBDetector(**FAST).fit(X_normal, X_outlier)
+    with pytest.raises(ValueError, match="^warm_start: the fitted network does not match"):
+        det.set_params(warm_start=True, width=8).fit(X_normal, X_outlier)
+    assert det.width == 8 and det.n_iter_ == 1  # the fitted state is kept when the fit fails
