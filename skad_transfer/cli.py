@@ -53,6 +53,17 @@ class _UsageError(Exception):
         self.prog = prog
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it says it already (or has none to say)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        silent = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or silent or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     # argparse prints the usage block and exits; the command prints one line and returns 2, so that
     # an in-process caller (tests, notebooks) gets a status rather than SystemExit.
@@ -120,7 +131,8 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
         if commands is not None and name not in commands:
             continue
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=_HelpFormatter)
         module.add_arguments(sub)
         # SUPPRESS: a --debug before the command is not reset by the subcommand's default.
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)

@@ -88,15 +88,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="default",
                         help="theta0: a registered name, a checkpoint path or 'none' (default: the embedded theta0)")
     # Numbers are checked while parsing: a bad value must not cost four fits first.
-    parser.add_argument("--n-normal", type=int_at_least(2), default=1000)
-    parser.add_argument("--n-outlier", type=int_at_least(2), default=2000)
+    parser.add_argument("--n-normal", type=int_at_least(2), default=1000, help="normal training images (red circles)")
+    parser.add_argument("--n-outlier", type=int_at_least(2), default=2000,
+                        help="outlier-exposure images (every colour, shape and size)")
     parser.add_argument("--n-test", type=int_at_least(2), default=400,
                         help="test images per intervention (half anomalous)")
-    parser.add_argument("--epochs", type=int_at_least(1), default=6)
-    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.01)
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output", default="skad_transfer_demo.png", help="bar chart path ('' for none)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=6, help="training epochs of each detector")
+    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.01, help="learning rate")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the data and of every fit")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--output", "-o", default="skad_transfer_demo.png", help="bar chart path ('' for none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -505,24 +505,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use only the first N training images per class (quick runs)")
     parser.add_argument("--width", type=int_at_least(1), default=16,
                         help="ResNet26 width (default 16; the paper's is 64)")
-    parser.add_argument("--input-size", type=int, default=32, choices=SUPPORTED_INPUT_SIZES)
-    parser.add_argument("--epochs", type=int_at_least(1), default=30)
+    parser.add_argument("--input-size", type=int, default=32, choices=SUPPORTED_INPUT_SIZES,
+                        help="network input size; images are resized to it")
+    parser.add_argument("--epochs", type=int_at_least(1), default=30, help="passes over the training images")
     parser.add_argument("--batch-size", type=int_at_least(1), default=128, help="global batch size (default 128)")
-    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.1)
-    parser.add_argument("--momentum", type=float_in(0, 1), default=0.9)
+    parser.add_argument("--lr", type=float_in(0, low_open=True), default=0.1, help="peak learning rate")
+    parser.add_argument("--momentum", type=float_in(0, 1), default=0.9, help="SGD momentum (Nesterov unless --no-nesterov)")
     parser.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum")
-    parser.add_argument("--weight-decay", type=float_in(0), default=5e-4)
-    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine")
-    parser.add_argument("--warmup-epochs", type=float_in(0), default=0.0)
-    parser.add_argument("--label-smoothing", type=float_in(0, 1), default=0.0)
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    parser.add_argument("--weight-decay", type=float_in(0), default=5e-4, help="SGD weight decay, on every parameter")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="cosine",
+                        help="cosine: annealed to 0 per step; step: lr / 10 at 50%% and 75%% of the epochs")
+    parser.add_argument("--warmup-epochs", type=float_in(0), default=0.0, help="linear lr warm-up, in epochs")
+    parser.add_argument("--label-smoothing", type=float_in(0, 1), default=0.0, help="of the cross-entropy")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else float32")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint file, rewritten after every epoch and resumed from (default: OUTPUT.ckpt)")
     parser.add_argument("--no-checkpoint", action="store_true", help="write no checkpoint")
     parser.add_argument("--no-resume", dest="resume", action="store_false",
                         help="start afresh even if the checkpoint exists (it is overwritten)")
-    parser.add_argument("--seed", type=int_at_least(0), default=0)
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seeds the initialisation, the hold-out and every epoch's draws")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or epoch lines")
 
 

@@ -21,3 +21,20 @@ def test_demo_tiny_run_prints_the_table_and_writes_the_chart(tmp_path):
     for label in ("ADIB", "ADRA", "ADIB, random init", "ADIB, no regularizer", "color->blue", "size->large"):
         assert label in done.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_option_of_every_subcommand_has_help_and_outputs_are_named_alike():
+    import argparse
+
+    from skad_transfer.cli import build_parser
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, f"skad-transfer {name} {'/'.join(action.option_strings) or action.dest}: no help"
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert {"--output", "-o"} <= flags, f"skad-transfer {name}: its output is not --output/-o"
+        text = sub.format_help()
+        assert "(default: None)" not in text and "(default: False)" not in text
+    assert "seed of the data and of every fit (default: 0)" in " ".join(subparsers.choices["demo"].format_help().split())

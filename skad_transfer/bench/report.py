@@ -691,7 +691,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``skad-transfer report``."""
     a = parser.add_argument
     a("store", help="result store folder written by 'skad-transfer bench'")
-    a("--out", help="output folder (default STORE/report)")
+    a("--output", "-o", "--out", dest="out", help="output folder (default STORE/report)")
     a("--data", help="folder holding cifar10-jpg.zip, to reload CIFAR-10 test images for Figs. 3 and 4")
     a("--top-k", dest="top_k", type=int, default=16, help="images in the top-anomalies grid (default 16)")
     a("--run", dest="run_id", help="run id shown in Figs. 3 and 4 (default: a leave-one-out/one-vs-rest ADIB run)")

@@ -822,13 +822,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--steps", type=int, help="SGD steps per deep fit (default: the estimators' default, 1500)")
     a("--weights", help="theta0: a registered name, a checkpoint path, or 'none' (random init)")
     a("--width", type=int, help="ResNet26 width (only with --weights none)")
-    a("--lr", type=float)
-    a("--batch-size", dest="batch_size", type=int)
+    a("--lr", type=float, help="learning rate of the deep methods (default 0.01)")
+    a("--batch-size", dest="batch_size", type=int, help="normal + OE images per step (default 128)")
     a("--device", help="device of every run (default auto)")
     a("--devices", help="'cuda:all' (one process per local GPU) or a comma list such as cuda:0,cuda:1")
     a("--n-jobs", dest="n_jobs", type=int, help="parallel runs (joblib)")
     a("--backend", help="joblib backend (loky, threading, dask, ray)")
-    a("--store", help="result store folder (default runs)")
+    a("--output", "-o", "--store", dest="store", help="result store folder (default runs)")
     a("--outlier-exposure", dest="outlier_exposure",
       help="OE corpus for class protocols (a registered name or path; default tinyimagenet for cifar10 and digits, "
            "synthetic shapes for synthetic)")
