@@ -802,20 +802,26 @@ def train(
 @torch.no_grad()
 def apply_batched(function: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, device: torch.device,
                   mean, std, input_size: int, batch_size: int | None = None,
-                  precision: str = "auto", jpeg_quality: int | None = None) -> torch.Tensor:
+                  precision: str = "auto", jpeg_quality: int | None = None,
+                  progress: str | None = None) -> torch.Tensor:
     """``function`` on normalised, resized batches of ``images`` on ``device``; results on the CPU (float32).
 
     Every batch is padded to the same size, so the kernels (whose blocking depends on the batch
     size) compute each image identically however many images come with it: a sample's output is
     bitwise the same scored alone, in a subset or in another order. With ``jpeg_quality`` every
     image first makes the JPEG round trip of :func:`~skad_transfer.data.harmonize.jpeg_roundtrip`,
-    as the training images did.
+    as the training images did. With ``progress`` (its label), a progress bar appears once the work
+    has lasted 5 seconds.
     """
+    from tqdm.auto import tqdm
+
     precision = Precision.resolve(device, precision)
     if batch_size is None:
         batch_size = 256 if device.type == "cuda" else 64
     outputs = []
-    for start in range(0, images.shape[0], batch_size):
+    starts = range(0, images.shape[0], batch_size)
+    for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None, delay=5.0, leave=False,
+                      dynamic_ncols=True):
         batch = jpeg_roundtrip(images[start:start + batch_size], jpeg_quality)
         n = batch.shape[0]
         if n < batch_size:

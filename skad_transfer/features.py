@@ -68,6 +68,8 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
         ResNet26 width when ``weights=None``.
     random_state : int, RandomState or None, default=None
         Seeds the random initialisation when ``weights=None``.
+    verbose : bool, default=False
+        A progress bar over the batches of ``transform`` once it has run for 5 seconds.
 
     Attributes
     ----------
@@ -112,10 +114,11 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
         "image_shape": [tuple, list, None],
         "width": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(self, backbone="resnet26", *, weights="default", layer="pooled", pooling="avg", batch_size=None,
-                 device="auto", precision="auto", image_shape=None, width=None, random_state=None):
+                 device="auto", precision="auto", image_shape=None, width=None, random_state=None, verbose=False):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -126,6 +129,7 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
         self.image_shape = image_shape
         self.width = width
         self.random_state = random_state
+        self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -226,7 +230,8 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
         images = validate_images(self, X, reset=False)
         features = apply_batched(self._features, images, device=self.device_, mean=self.mean_, std=self.std_,
                                  input_size=self.input_size_, batch_size=self.batch_size, precision=self.precision,
-                                 jpeg_quality=getattr(self, "jpeg_quality_", None))
+                                 jpeg_quality=getattr(self, "jpeg_quality_", None),
+                                 progress="LayerFeatures" if getattr(self, "verbose", False) else None)
         return features.numpy()
 
     @property

@@ -495,7 +495,7 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
     ValueError
         For ``devices="cuda:all"`` on a machine without GPUs, or invalid arguments.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
 
     if errors not in ("raise", "continue"):
         raise ValueError(f"errors must be 'raise' or 'continue', got {errors!r}")
@@ -520,15 +520,32 @@ def run_grid(tasks: Sequence[Task], *, store, n_jobs: int = 1, backend: str | No
             device_list, chunks = _device_plan(pending, devices)
             jobs = [delayed(_run_chunk)(chunk, store, dev, skip_existing, errors, verbose, save_features, data_root)
                     for dev, chunk in zip(device_list, chunks) if chunk]
-            parallel = Parallel(n_jobs=len(jobs), backend=backend or "loky")
+            parallel = _streaming_parallel(n_jobs=len(jobs), backend=backend or "loky")
         else:
             jobs = [delayed(_run_chunk)([t], store, None, skip_existing, errors, verbose, save_features, data_root)
                     for t in pending]
-            parallel = Parallel(n_jobs=n_jobs, backend=backend)
-        for chunk in parallel(jobs):
-            for record in chunk:
-                records[record["run_id"]] = record
+            parallel = _streaming_parallel(n_jobs=n_jobs, backend=backend)
+        from tqdm.auto import tqdm
+
+        # One bar over the whole grid (runs, not chunks), fed as jobs finish.
+        with tqdm(total=len(pending), desc="bench grid", unit="run", disable=not verbose, dynamic_ncols=True,
+                  file=sys.stderr) as bar:
+            for chunk in parallel(jobs):
+                for record in chunk:
+                    records[record["run_id"]] = record
+                bar.update(len(chunk))
     return [records[rid] for rid in ids]
+
+
+def _streaming_parallel(**kwargs):
+    """A joblib ``Parallel`` that yields results as jobs finish, where the backend can (Dask's
+    cannot: it returns them all at the end)."""
+    from joblib import Parallel
+
+    try:
+        return Parallel(return_as="generator_unordered", **kwargs)
+    except ValueError:
+        return Parallel(**kwargs)
 
 
 # ----------------------------------------------------------------------------- summary

@@ -727,7 +727,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         scores = apply_batched(lambda x: loss.normality(network, x), images, device=self.device_, mean=self.mean_,
                                std=self.std_, input_size=self.input_size_, precision=self.precision,
                                # A model pickled before jpeg_quality existed was trained without it.
-                               jpeg_quality=getattr(self, "jpeg_quality_", None))
+                               jpeg_quality=getattr(self, "jpeg_quality_", None),
+                               progress=f"{type(self).__name__} scoring" if self.verbose else None)
         return scores.double().numpy()
 
     def score_samples(self, X):

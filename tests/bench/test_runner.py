@@ -250,3 +250,9 @@ def test_printed_tables_say_what_their_numbers_are():
     assert "90.0 (1.0)" in summary[3]
     demo = format_table({"ADIB": {"color": 0.75, "seconds": 1.0}}, {"color": "blue"}).splitlines()
     assert demo[0].startswith("AUC of each detector") and "0.750" in demo[3]
+
+
+def test_a_verbose_grid_shows_one_progress_bar_over_all_its_runs(split, tmp_path, capsys):
+    run_grid(_tasks(split, methods=("knn",), seeds=(0, 1, 2)), store=tmp_path, verbose=True)
+    err = capsys.readouterr().err
+    assert "bench grid" in err and "3/3" in err
