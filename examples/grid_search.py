@@ -1,4 +1,8 @@
-"""GridSearchCV over alpha and two outlier-exposure corpora given by path, with the novelty protocol.
+"""
+GridSearchCV over alpha and outlier-exposure corpora
+====================================================
+
+GridSearchCV over alpha and two outlier-exposure corpora given by path, with the novelty protocol.
 
     python examples/grid_search.py [--epochs 2] [--n 300] [--weights default|none --width 8] [--workdir DIR]
 

@@ -1,4 +1,8 @@
-"""The paper's motivation experiment (Sec. 3, Table 1) in miniature: OC-SVM probes on LeNet features.
+"""
+The paper's motivation: OC-SVM probes on LeNet features
+=======================================================
+
+The paper's motivation experiment (Sec. 3, Table 1) in miniature: OC-SVM probes on LeNet features.
 
 A LeNet is trained three ways, then a one-class SVM (StandardScaler + OneClassSVM, the same for all)
 is fitted on the normal training images' features at conv1, conv2 and conv3, and scored on test

@@ -1,4 +1,8 @@
-"""ADIB and ADRA on synthetic interventions, in a few lines.
+"""
+Quickstart: ADIB and ADRA on synthetic interventions
+====================================================
+
+ADIB and ADRA on synthetic interventions, in a few lines.
 
     python examples/quickstart.py [--epochs 4] [--width 16] [--weights default|none|PATH]
 """

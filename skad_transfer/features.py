@@ -224,7 +224,7 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self)
         images = validate_images(self, X, reset=False)

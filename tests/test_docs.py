@@ -61,3 +61,18 @@ def test_python_blocks_of_the_user_docs_run_as_pasted(page, tmp_path, monkeypatc
             exec(compile(block, f"{page}, python block {i + 1}", "exec"), namespace)
         except Exception as error:  # noqa: BLE001 - reported with the block
             pytest.fail(f"{page}, python block {i + 1} fails as pasted: {type(error).__name__}: {error}\n{block}")
+
+
+def test_docs_site_builds_without_a_warning(tmp_path):
+    """The Sphinx site (user guide, API reference from the docstrings, examples gallery) builds with
+    warnings as errors, as the README's docs command runs it."""
+    for module in ("sphinx", "numpydoc", "myst_parser", "sphinx_gallery"):
+        pytest.importorskip(module)
+    done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d",
+                           str(tmp_path / "doctrees"), str(ROOT / "docs"), str(tmp_path / "html")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = (tmp_path / "html" / "generated" / "skad_transfer.ADIBDetector.html").read_text()
+    for method in ("fit", "score_samples", "decision_function", "predict"):
+        assert f'id="skad_transfer.ADIBDetector.{method}"' in reference
+    assert (tmp_path / "html" / "auto_examples" / "quickstart.html").is_file()
