@@ -574,7 +574,8 @@ def summarize(store) -> list[dict]:
     rows : list of dict
         Keys ``method``, ``protocol``, ``dataset``, ``split``, ``variant`` (a short hash of the
         shared settings, method parameters and OE corpus, so runs with different settings are
-        never averaged together), ``n_seeds``, ``seeds``, ``auc_mean``, ``auc_std``, ``ap_mean``, ``ap_std``,
+        never averaged together), ``variant_label`` (what sets the variant apart from the other
+        variants of its method and split, e.g. ``"lr=0.1"``; empty when it has none), ``n_seeds``, ``seeds``, ``auc_mean``, ``auc_std``, ``ap_mean``, ``ap_std``,
         ``fit_seconds`` (mean). The std is numpy's default (population, ``ddof=0``; 0 for one
         seed). Sorted by dataset, protocol, split, method.
     """
@@ -584,16 +585,33 @@ def summarize(store) -> list[dict]:
         variant = variant_id(config)
         key = (record["dataset"], record["protocol"], record["split"], record["method"], variant)
         groups.setdefault(key, []).append(record)
+    # A variant is named by what sets it apart from the other variants of its method and split.
+    described: dict[tuple, dict[str, dict]] = {}
+    for (dataset, protocol, split, method, variant), records in groups.items():
+        described.setdefault((dataset, protocol, split, method), {})[variant] = _flat_settings(records[0]["config"])
     rows = []
     for (dataset, protocol, split, method, variant), records in sorted(groups.items()):
         auc = np.array([r["metrics"]["auc"] for r in records], dtype=float)
         ap = np.array([r["metrics"]["ap"] for r in records], dtype=float)
+        siblings = described[(dataset, protocol, split, method)]
+        differing = sorted({k for flat in siblings.values() for k in flat
+                            if len({repr(other.get(k)) for other in siblings.values()}) > 1})
+        label = " ".join(f"{k}={siblings[variant].get(k)}" for k in differing)
         rows.append({"method": method, "protocol": protocol, "dataset": dataset, "split": split,
-                     "variant": variant, "n_seeds": len(records), "seeds": sorted(r["seed"] for r in records),
+                     "variant": variant, "variant_label": label, "n_seeds": len(records),
+                     "seeds": sorted(r["seed"] for r in records),
                      "auc_mean": float(auc.mean()), "auc_std": float(auc.std()),
                      "ap_mean": float(ap.mean()), "ap_std": float(ap.std()),
                      "fit_seconds": float(np.mean([r["timing"]["fit_seconds"] for r in records]))})
     return rows
+
+
+def _flat_settings(config: Mapping[str, Any]) -> dict:
+    """A run's settings, method parameters and OE corpus as one flat dict (for variant labels)."""
+    flat = {"oe": config.get("outlier_exposure")}
+    flat.update({k: v for k, v in (config.get("settings") or {}).items()})
+    flat.update({k: v for k, v in (config.get("method_params") or {}).items()})
+    return flat
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -602,7 +620,9 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "(no finished runs)"
     head = ["dataset", "protocol", "split", "method", "variant", "seeds", "AUC %", "AP %", "fit s"]
-    body = [[r["dataset"], r["protocol"], r["split"], r["method"], r["variant"], str(r["n_seeds"]),
+    body = [[r["dataset"], r["protocol"], r["split"], r["method"],
+             f"{r['variant']} {r['variant_label']}".strip() if r.get("variant_label") else r["variant"],
+             str(r["n_seeds"]),
              f"{100 * r['auc_mean']:.1f} ({100 * r['auc_std']:.1f})",
              f"{100 * r['ap_mean']:.1f} ({100 * r['ap_std']:.1f})", f"{r['fit_seconds']:.1f}"] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]

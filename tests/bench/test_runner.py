@@ -256,3 +256,13 @@ def test_a_verbose_grid_shows_one_progress_bar_over_all_its_runs(split, tmp_path
     run_grid(_tasks(split, methods=("knn",), seeds=(0, 1, 2)), store=tmp_path, verbose=True)
     err = capsys.readouterr().err
     assert "bench grid" in err and "3/3" in err
+
+
+def test_summary_names_variants_by_what_sets_them_apart(split, tmp_path):
+    tasks = [*_tasks(split, methods=("knn",), seeds=(0,)),
+             *make_tasks(["knn"], split, [0], protocol="interventions", dataset="synthetic", settings=TINY,
+                         method_params={"knn": {"n_neighbors": 3}})]
+    run_grid(tasks, store=tmp_path)
+    rows = summarize(tmp_path)
+    assert sorted(r["variant_label"] for r in rows) == ["n_neighbors=3", "n_neighbors=None"]
+    assert "n_neighbors=3" in runner.format_summary(rows)
