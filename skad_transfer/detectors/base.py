@@ -584,6 +584,9 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         and as many OE images (at most) held out, drawn with the fit's seed; ``X_val`` and
         ``oe_val`` (``(images, corpus rows)``) are None without ``validation_fraction``."""
         if self.validation_fraction is None:
+            if self.early_stopping:
+                raise ValueError("early_stopping=True needs held-out images to judge by: set validation_fraction "
+                                 "(e.g. 0.1)")
             self.__dict__.pop("validation_indices_", None)  # a refit without validation leaves none stale
             return X, None, corpus, None
         n = X.shape[0]

@@ -112,3 +112,9 @@ def test_warm_start_with_another_network_is_an_error(easy_problem):
     with pytest.raises(ValueError, match="^warm_start: the fitted network does not match"):
         det.set_params(warm_start=True, width=8).fit(X_normal, X_outlier)
     assert det.width == 8 and det.n_iter_ == 1  # the fitted state is kept when the fit fails
+
+
+def test_early_stopping_without_held_out_images_is_an_error(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    with pytest.raises(ValueError, match="^early_stopping=True needs held-out images"):
+        ADIBDetector(early_stopping=True, **FAST).fit(X_normal, X_outlier)
