@@ -1,0 +1,203 @@
+"""The device benchmark: everything a GPU session should measure, in one command of a few minutes.
+
+    python benchmarks/device_suite.py --out OUT_DIR [--refloop REFLOOP] [--device cuda] [--smoke]
+
+Writes ``OUT_DIR/device_suite.json`` and ``OUT_DIR/device_suite.md`` with:
+
+* training throughput (img/s) of the engine at widths 16 and 64, in the device's "auto" precision
+  (bf16 autocast and channels_last on CUDA) and float32, with and without ``torch.compile``, against
+  the reference-style loop (``REFLOOP`` or ``$SKAD_REFLOOP``: per-image PIL transforms in a DataLoader,
+  fp32; ``python REFLOOP WIDTH STEPS DEVICE`` printing ``<number> img/s``) on the same device;
+* the projected wall time of the paper's fit (100 epochs of 5,000 normal + 5,000 OE images at width
+  64) from the best width-64 throughput;
+* scoring time for 10,000 images at width 64 (``score_samples``' path: padded batches, autocast);
+* pretraining throughput (``pretrain``, width 16, random labelled images);
+* peak GPU memory of each measurement.
+
+Every line states its precision. ``--smoke`` runs the same code on the CPU at tiny sizes (width 4, a
+few steps, 256 scored images, no ``torch.compile``) in seconds: the test suite runs it so that the
+GPU session finds a working script. A measurement that fails (e.g. ``torch.compile`` without a compiler) is recorded
+with its error instead of stopping the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_speed import refloop_images_per_second  # noqa: E402
+
+from skad_transfer.data.corpora import OutlierCorpus  # noqa: E402
+from skad_transfer.engine import Precision, TrainingData, TrainSettings, apply_batched, resolve_device, train  # noqa: E402
+from skad_transfer.nn import resnet26  # noqa: E402
+from skad_transfer.objectives import oe_bce_objective  # noqa: E402
+
+MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+PAPER_IMAGES = 100 * 2 * 5000  # 100 epochs of 5,000 normal + 5,000 OE images
+
+
+def _peak_memory_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_mib(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_throughput(width: int, steps: int, precision: str, compiled: bool, device: torch.device) -> dict:
+    """img/s of the engine over ``steps`` steps of 64 normal + 64 OE images, after 2 warm-up steps
+    (with ``torch.compile``, 5: compilation happens in the first ones)."""
+    warmup = 5 if compiled else 2
+    rng = np.random.default_rng(0)
+    normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + warmup), 3, 32, 32), dtype=np.uint8))
+    corpus = OutlierCorpus(rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8))
+    network = resnet26(width=width)
+    model = torch.compile(network) if compiled else network
+    stamps = []
+
+    def timed(net, x_normal, x_outlier):
+        _sync(device)
+        stamps.append(time.perf_counter())
+        return oe_bce_objective(net, x_normal, x_outlier)
+
+    settings = TrainSettings(epochs=1, batch_size=128, lr=0.1, precision=precision, device=device)
+    _peak_memory_reset(device)
+    train(model, TrainingData(normal, corpus, device, 32), timed, list(network.parameters()), settings,
+          mean=MEAN, std=STD)
+    _sync(device)
+    end = time.perf_counter()
+    return {"images_per_second": 128 * steps / (end - stamps[warmup]), "peak_memory_mib": _peak_memory_mib(device)}
+
+
+def scoring_seconds(width: int, n_images: int, device: torch.device) -> dict:
+    network = resnet26(width=width).to(device).eval()
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (n_images, 3, 32, 32), dtype=np.uint8))
+    kwargs = dict(device=device, mean=MEAN, std=STD, input_size=32, precision="auto")
+    apply_batched(network, images[:512], **kwargs)  # warm-up (kernel selection, allocator)
+    _peak_memory_reset(device)
+    started = time.perf_counter()
+    apply_batched(network, images, **kwargs)
+    _sync(device)
+    return {"seconds": time.perf_counter() - started, "n_images": n_images, "peak_memory_mib": _peak_memory_mib(device)}
+
+
+def pretrain_throughput(width: int, n_images: int, device: torch.device) -> dict:
+    from skad_transfer.pretrain import pretrain
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(n_images) % 10
+    _peak_memory_reset(device)
+    with tempfile.TemporaryDirectory() as folder:
+        _, record = pretrain(X, y, output=Path(folder) / "t.pth", width=width, epochs=2, val_fraction=0.0,
+                             device=device, verbose=False)
+    second = record.meta["history"][-1]  # the first epoch includes warm-up
+    return {"images_per_second": second["images_per_second"], "precision": record.meta["precision"],
+            "peak_memory_mib": _peak_memory_mib(device)}
+
+
+def _attempt(function, *args) -> dict:
+    try:
+        return function(*args)
+    except Exception as error:  # noqa: BLE001 - recorded, the suite goes on
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
+
+
+def run_suite(device: torch.device, *, smoke: bool, refloop: str | None) -> dict:
+    widths = (4,) if smoke else (16, 64)
+    steps = 3 if smoke else 40
+    auto = "bfloat16" if Precision.resolve(device).autocast_dtype == torch.bfloat16 else "float32"
+    result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "auto_precision": auto, "smoke": smoke, "training": []}
+    for width in widths:
+        reference = None
+        if refloop:
+            reference = _attempt(lambda: {"images_per_second": refloop_images_per_second(refloop, width, steps, device)})
+        result["training"].append({"width": width, "loop": "reference (DataLoader + PIL)", "precision": "float32",
+                                   "compile": False, **(reference or {"error": "no --refloop given"})})
+        for precision in dict.fromkeys((auto, "float32")):  # one row when "auto" is float32 (CPUs without bf16)
+            for compiled in ((False,) if smoke else (False, True)):  # compiling costs a minute: not in smoke
+                entry = _attempt(train_throughput, width, steps, precision, compiled, device)
+                result["training"].append({"width": width, "loop": "engine", "compile": compiled,
+                                           "precision": precision, **entry})
+    wide = max(widths)
+    best = max((e["images_per_second"] for e in result["training"]
+                if e["width"] == wide and e["loop"] == "engine" and "images_per_second" in e), default=None)
+    result["paper_fit_projection"] = None if best is None else {
+        "width": wide, "images": PAPER_IMAGES, "images_per_second": best, "seconds": PAPER_IMAGES / best}
+    result["scoring"] = _attempt(scoring_seconds, wide, 256 if smoke else 10_000, device)
+    result["pretraining"] = _attempt(pretrain_throughput, 4 if smoke else 16, 64 if smoke else 20_000, device)
+    return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"Device suite on {result['gpu'] or result['cpu']} ({result['device']}), torch {result['torch']}, "
+             f"{result['threads']} CPU threads, auto precision = {result['auto_precision']}"
+             + (" (SMOKE: tiny sizes, not a measurement)" if result["smoke"] else ""), "",
+             "| width | loop | precision | torch.compile | img/s | vs reference | peak GPU MiB |", "|---|---|---|---|---|---|---|"]
+    reference = {e["width"]: e.get("images_per_second") for e in result["training"] if e["loop"].startswith("reference")}
+    for e in result["training"]:
+        ips = e.get("images_per_second")
+        ratio = f"{ips / reference[e['width']]:.2f}x" if ips and reference.get(e["width"]) else "—"
+        memory = e.get("peak_memory_mib")
+        lines.append(f"| {e['width']} | {e['loop']} | {e['precision']} | {'yes' if e['compile'] else 'no'} | "
+                     f"{f'{ips:.0f}' if ips else e.get('error', '—')} | {ratio} | "
+                     f"{f'{memory:.0f}' if memory else '—'} |")
+    projection = result["paper_fit_projection"]
+    if projection:
+        lines += ["", f"Paper fit (100 epochs x 10,000 images, width {projection['width']}), projected from the best "
+                      f"engine throughput ({projection['images_per_second']:.0f} img/s): {projection['seconds']:.0f} s"]
+    scoring = result["scoring"]
+    lines.append(f"Scoring {scoring.get('n_images', '?')} images (auto precision): "
+                 + (f"{scoring['seconds']:.2f} s" if "seconds" in scoring else scoring["error"]))
+    pre = result["pretraining"]
+    lines.append("Pretraining throughput: " + (f"{pre['images_per_second']:.0f} img/s ({pre['precision']})"
+                                               if "images_per_second" in pre else pre["error"]))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", "--output", "-o", dest="out", required=True, type=Path,
+                        help="folder for device_suite.json and device_suite.md")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--refloop", default=os.environ.get("SKAD_REFLOOP"),
+                        help="the reference loop script (default $SKAD_REFLOOP; without it the ratio is left out)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
+    args = parser.parse_args(argv)
+    device = torch.device("cpu") if args.smoke else resolve_device(args.device)
+    if args.refloop and not os.path.isfile(args.refloop):
+        parser.error(f"--refloop {args.refloop}: no such file")
+    started = time.perf_counter()
+    result = run_suite(device, smoke=args.smoke, refloop=args.refloop)
+    result["suite_seconds"] = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "device_suite.json").write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    (args.out / "device_suite.md").write_text(text)
+    print(text)
+    print(f"suite: {result['suite_seconds']:.0f} s; wrote {args.out / 'device_suite.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

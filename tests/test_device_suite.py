@@ -1,0 +1,26 @@
+"""benchmarks/device_suite.py --smoke: the GPU session's script runs end to end (on the CPU, tiny sizes)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_suite_smoke_writes_every_measurement(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "SKAD_REFLOOP"}
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_suite.py"), "--smoke", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "device_suite.json").read_text())
+    engine = [e for e in result["training"] if e["loop"] == "engine"]
+    assert engine and all(e["images_per_second"] > 0 for e in engine)
+    assert result["training"][0]["error"] == "no --refloop given"  # the reference row says why it is empty
+    assert result["paper_fit_projection"]["seconds"] > 0
+    assert result["scoring"]["seconds"] > 0 and result["scoring"]["n_images"] == 256
+    assert result["pretraining"]["images_per_second"] > 0
+    table = (tmp_path / "device_suite.md").read_text()
+    assert "SMOKE" in table and "| 4 | engine | float32 | no |" in table
