@@ -207,6 +207,7 @@ class Distributed:
         elif not isinstance(enabled, bool):
             raise TypeError(f"distributed must be None, True or False, got {enabled!r}")
         self.enabled = enabled
+        self.wrapped: nn.Module | None = None
         self.rank, self.world_size, self.local_rank = 0, 1, 0
         self.owns_group = False
         self.device = device
@@ -241,7 +242,10 @@ class Distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(network, device_ids=device_ids, gradient_as_bucket_view=True)
+        # Kept until close(): destroying the wrapper (its reducer and communication threads) while
+        # the ranks still exchange the final record can abort a rank; it goes with the group.
+        self.wrapped = DistributedDataParallel(network, device_ids=device_ids, gradient_as_bucket_view=True)
+        return self.wrapped
 
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.enabled:
@@ -267,7 +271,17 @@ class Distributed:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def finish(self) -> None:
+        """At the end of a successful run, on every rank: wait until all ranks are done with the
+        wrapper, then drop it (a failed run skips this, so that no rank waits for a dead one)."""
+        if self.enabled and self.wrapped is not None:
+            import torch.distributed as dist
+
+            dist.barrier()
+            self.wrapped = None
+
     def close(self) -> None:
+        self.wrapped = None
         if self.owns_group:
             import torch.distributed as dist
 

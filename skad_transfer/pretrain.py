@@ -464,6 +464,7 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
     if dist.is_main:
         record = save_weights(network, output, name=name, mean=mean, std=std, meta=meta)
     record = dist.broadcast_object(record)
+    dist.finish()
     network.to("cpu")
     if verbose:
         val = "n/a" if val_top1 is None else f"{100 * val_top1:.2f}%"
