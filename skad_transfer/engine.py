@@ -707,17 +707,15 @@ class TrainingData:
             parts.append(resize_images(rows.to(self.device, non_blocking=True), self.input_size))
         return torch.cat(parts)
 
-    def harmonize(self, images: torch.Tensor, indices: torch.Tensor, *, roundtrip: bool = True,
-                  chunk: int = 8192) -> torch.Tensor:
+    def harmonize(self, images: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
         """OE images (corpus rows ``indices``) as the network sees them: the normal images'
-        resolution, channels and (with ``match_histograms``) intensities, then, with ``roundtrip``,
-        the JPEG round trip (leave it to the scorer, :func:`apply_batched`, otherwise)."""
+        resolution, channels and (with ``match_histograms``) intensities, then the JPEG round trip."""
         images = like_source(images, self.outlier_shape)
         if self.references is not None:
             pairs = reference_indices(indices, self.references.shape[0], self.pairing_seed)
             images = torch.cat([match_luminance(images[i:i + chunk], self.references[pairs[i:i + chunk]])
                                 for i in range(0, images.shape[0], chunk)]) if images.shape[0] else images
-        return jpeg_roundtrip(images, self.jpeg_quality) if roundtrip else images
+        return jpeg_roundtrip(images, self.jpeg_quality)
 
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
         return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)

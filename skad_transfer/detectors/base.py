@@ -39,7 +39,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
-from ..data.harmonize import INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, sampled_intensity_separability
+from ..data.harmonize import (INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, jpeg_roundtrip,
+                              sampled_intensity_separability)
 from ..data.images import to_numpy, validate_images
 from ..engine import (PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
                       check_checkpoint_path, checkpoint_seed, resolve_device, train)
@@ -249,16 +250,17 @@ class _Validation:
         self.patience = detector.n_iter_no_change
         self.half = max(1, detector.batch_size // 2)
         self.precision = Precision.resolve(device, detector.precision)
+        # The JPEG round trip of the scorer's path is made once here, not every epoch; per image it is
+        # what score_samples makes, so the scores below are score_samples' scores.
         prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
-                                    input_size=detector.input_size_, precision=detector.precision,
-                                    jpeg_quality=detector.jpeg_quality_)
+                                    input_size=detector.input_size_, precision=detector.precision)
         self.score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
-        # Normalised once: the scorer's own path (JPEG round trip, resize, normalisation), no augmentation.
-        self.X_val, self.x_normal = X_val, prepare(lambda x: x, X_val)
+        self.X_val = jpeg_roundtrip(X_val, detector.jpeg_quality_)
+        self.x_normal = prepare(lambda x: x, self.X_val)  # normalised once for the validation loss
         self.oe_images = self.x_outlier = None
         if oe_val is not None:
             images, rows = oe_val
-            self.oe_images = data.harmonize(images, rows, roundtrip=False)
+            self.oe_images = data.harmonize(images, rows)
             self.x_outlier = prepare(lambda x: x, self.oe_images)
         self.best_loss, self.best_epoch, self.best_state, self.since_best = math.inf, 0, None, 0
 
