@@ -20,6 +20,7 @@ MODULES = {
     "skad_transfer.data.labelled": "Labelled data for pretraining",
     "skad_transfer.data.synthetic": "Synthetic interventions",
     "skad_transfer.data.corpora": "Outlier-exposure corpora",
+    "skad_transfer.data.sampling": "Index draws that do not grow with the corpus",
     "skad_transfer.weights": "Weights records",
     "skad_transfer.pretrain": "Pretraining theta0",
     "skad_transfer.export": "Deployment (ONNX)",

@@ -49,6 +49,7 @@ from .data.augment import normalize, random_crop_flip
 from .data.corpora import OutlierCorpus
 from .data.harmonize import jpeg_roundtrip, like_source, match_luminance, reference_indices
 from .data.images import resize_images
+from .data.sampling import permutation_prefix
 
 __all__ = ["run_epochs", "Step", "Checkpointing", "Progress", "Distributed", "seeded_generator", "fingerprint",
            "placed", "train", "TrainSettings", "TrainingData", "apply_batched", "Precision", "resolve_device",
@@ -677,7 +678,8 @@ class TrainingData:
         # The normal images as given (before the JPEG round trip), the references' own statistics.
         self.references = normal if match_histograms else None
         self.pairing_seed = pairing_seed
-        normal = resize_images(jpeg_roundtrip(normal, jpeg_quality), input_size)
+        # contiguous(): a memory-mapped normal set is read into memory here, once.
+        normal = resize_images(jpeg_roundtrip(normal, jpeg_quality), input_size).contiguous()
         self.normal = self._place(normal, budget_fraction)
         self.corpus = corpus
         self.outliers = None
@@ -728,16 +730,19 @@ class TrainingData:
 
 
 def _epoch_plan(n_normal: int, n_outlier: int, half: int, seed: int, epoch: int):
-    """Per-step index batches of one epoch: a permutation of the normal set, and fresh OE draws."""
+    """Per-step index batches of one epoch: a permutation of the normal set, and fresh OE draws
+    (without replacement until the corpus is used up; see :mod:`~skad_transfer.data.sampling`)."""
     generator = seeded_generator(seed, epoch)
     order = torch.randperm(n_normal, generator=generator)
     steps = math.ceil(n_normal / half)
     normal_batches = [order[i * half:(i + 1) * half] for i in range(steps)]
     outlier_batches = None
     if n_outlier:
+        # Successive permutations of the corpus, of which only the needed prefix is ever built, so
+        # that memory and time per epoch do not grow with the corpus (10**9 items cost what 10**4 do).
         needed = sum(len(b) for b in normal_batches)
-        draws = torch.cat([torch.randperm(n_outlier, generator=generator)
-                           for _ in range(math.ceil(needed / n_outlier))])[:needed]
+        draws = torch.cat([permutation_prefix(n_outlier, min(n_outlier, needed - start), generator)
+                           for start in range(0, needed, n_outlier)])
         outlier_batches = list(torch.split(draws, [len(b) for b in normal_batches]))
     return normal_batches, outlier_batches
 
@@ -822,7 +827,8 @@ def apply_batched(function: Callable[[torch.Tensor], torch.Tensor], images: torc
     size) compute each image identically however many images come with it: a sample's output is
     bitwise the same scored alone, in a subset or in another order. With ``jpeg_quality`` every
     image first makes the JPEG round trip of :func:`~skad_transfer.data.harmonize.jpeg_roundtrip`,
-    as the training images did. With ``progress`` (its label), a progress bar appears once the work
+    as the training images did. ``images`` may be a view of a memory-mapped file: only one batch of
+    it is read into memory at a time. With ``progress`` (its label), a progress bar appears once the work
     has lasted 5 seconds.
     """
     from tqdm.auto import tqdm
@@ -834,7 +840,8 @@ def apply_batched(function: Callable[[torch.Tensor], torch.Tensor], images: torc
     starts = range(0, images.shape[0], batch_size)
     for start in tqdm(starts, desc=progress, unit="batch", disable=progress is None, delay=5.0, leave=False,
                       dynamic_ncols=True):
-        batch = jpeg_roundtrip(images[start:start + batch_size], jpeg_quality)
+        # contiguous(): a memory-mapped batch (a strided view of the file) is read here, one batch at a time.
+        batch = jpeg_roundtrip(images[start:start + batch_size].contiguous(), jpeg_quality)
         n = batch.shape[0]
         if n < batch_size:
             batch = torch.cat([batch, batch.new_zeros((batch_size - n, *batch.shape[1:]))])

@@ -30,6 +30,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
 from .data.augment import normalize
+from .data.sampling import permutation_prefix
 from .engine import TrainingData
 from .losses import FitContext, with_classifier_head
 from .nn.resnet import ResNet26
@@ -169,7 +170,7 @@ def theta0_fisher(network: nn.Module, data: TrainingData, candidates: list[nn.Pa
     n = max(1, int(batch_size))
     images = [data.normal_batch(torch.randperm(data.normal.shape[0], generator=generator)[:n])]
     if data.corpus is not None:
-        images.append(data.outlier_batch(torch.randperm(len(data.corpus), generator=generator)[:n]))
+        images.append(data.outlier_batch(permutation_prefix(len(data.corpus), min(n, len(data.corpus)), generator)))
     inputs = torch.cat([normalize(x.to(data.device), mean, std) for x in images])
     names = {id(p): name for name, p in network.named_parameters()}
     fisher = diagonal_fisher(classifier, inputs, [names[id(p)] for p in candidates], generator=generator)

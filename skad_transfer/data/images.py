@@ -19,11 +19,16 @@ Intensities: integers hold 0..255 (stored as uint8); floats hold intensities in 
 :data:`INTENSITY_TOLERANCE` (stored as float32, not clipped; :func:`intensity_range_problem` is the
 rule, shared with :func:`~skad_transfer.data.harmonize.jpeg_roundtrip`). Booleans and complex
 numbers are errors: neither says which intensity a value is. NaN and infinity are errors.
+
+Memory maps (``np.load(path, mmap_mode="r")``, ``np.memmap``) of uint8 or float32 images are not
+copied: the canonical batch is a view of the file (an NHWC file a strided view), which scoring reads
+one batch at a time, so scoring a file far larger than memory takes the memory of one batch.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -243,7 +248,8 @@ def intensity_range_problem(images) -> str | None:
 
 @dataclass(frozen=True)
 class ImageBatch:
-    """A canonical batch: ``data`` is NCHW with 3 channels, uint8 (0..255) or float32 (0..1).
+    """A canonical batch: ``data`` is NCHW with 3 channels, uint8 (0..255) or float32 (0..1);
+    contiguous, except a view of a memory-mapped file (see the module docstring).
 
     ``source_shape`` is the (C, H, W) of one input image before channel replication and resizing.
     """
@@ -331,13 +337,30 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
     else:
         raise TypeError(f"{name}: expected a numeric image array, got dtype {X.dtype}")
 
-    tensor = torch.from_numpy(np.ascontiguousarray(X)) if X.flags.writeable else torch.from_numpy(X.copy())
+    memory_mapped = is_memory_mapped(X)
+    if memory_mapped:
+        # A view of the file, read batch by batch where it is used. Nothing in the package writes
+        # into its inputs, so sharing a read-only map is as safe as sharing a writeable array.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            tensor = torch.from_numpy(X)
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(X)) if X.flags.writeable else torch.from_numpy(X.copy())
     if channels_last:
         tensor = tensor.permute(0, 3, 1, 2)
     source_shape = tuple(tensor.shape[1:])
     if tensor.shape[1] == 1:
         tensor = tensor.expand(-1, 3, -1, -1)
-    return ImageBatch(tensor.contiguous(), source_shape)
+    return ImageBatch(tensor if memory_mapped else tensor.contiguous(), source_shape)
+
+
+def is_memory_mapped(array) -> bool:
+    """Whether ``array`` (or an array it is a view of) lives in a memory-mapped file."""
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
 
 
 def take_rows(array, rows) -> np.ndarray:

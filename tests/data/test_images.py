@@ -89,3 +89,20 @@ def test_take_rows_reads_a_memory_map_in_any_order(tmp_path):
     assert np.array_equal(take_rows(mapped, rows), array[rows])
     assert np.array_equal(take_rows(torch.from_numpy(array), rows), array[rows])
     assert take_rows(mapped, []).shape == (0, 2, 2, 3)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw", "gray"])
+def test_a_memory_map_is_viewed_not_copied(tmp_path, layout, recwarn):
+    from skad_transfer.data.images import is_memory_mapped
+
+    shape = {"nhwc": (6, 4, 5, 3), "nchw": (6, 3, 4, 5), "gray": (6, 4, 5)}[layout]
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    np.save(tmp_path / "a.npy", array)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert is_memory_mapped(mapped) and is_memory_mapped(np.asarray(mapped)[1:]) and not is_memory_mapped(array)
+    batch = as_image_batch(mapped)
+    # The batch reads the file itself (so scoring a file larger than memory costs one batch)...
+    assert np.shares_memory(batch.data.numpy(), mapped)
+    # ...and holds what a copy in memory would.
+    assert torch.equal(batch.data, as_image_batch(array).data) and batch.source_shape == as_image_batch(array).source_shape
+    assert not [w for w in recwarn if "writable" in str(w.message)]

@@ -134,3 +134,20 @@ def test_out_of_range_float_images_are_refused_by_the_jpeg_round_trip(easy_probl
         ADIBDetector(**TINY).fit(X_normal.astype("float32"), X_outlier)  # 0..255 floats
     det = ADIBDetector(**{**TINY, "jpeg_quality": None}).fit(X_normal.astype("float32") / 255, X_outlier)
     assert det.history_
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_a_memory_mapped_file_is_scored_as_the_same_images_in_memory(easy_problem, tmp_path, dtype):
+    """score_samples streams a memory map batch by batch (benchmarks/corpus_scale.py measures its
+    memory); the scores are those of the array loaded into memory, bitwise."""
+    from skad_transfer import LayerFeatures
+
+    X_normal, X_outlier, X_test, _ = easy_problem
+    X_test = X_test if dtype == "uint8" else X_test.astype(np.float32) / 255
+    np.save(tmp_path / "test.npy", X_test)
+    mapped = np.load(tmp_path / "test.npy", mmap_mode="r")
+    det = ADIBDetector(**{**TINY, "steps": 2, "epochs": None, "precision": "float32"}).fit(X_normal, X_outlier)
+    assert np.array_equal(det.score_samples(mapped), det.score_samples(X_test))
+    features = LayerFeatures(weights=None, width=4, device="cpu", precision="float32").fit(X_normal)
+    assert np.array_equal(features.transform(mapped), features.transform(X_test))
+    assert np.array_equal(np.load(tmp_path / "test.npy"), X_test)  # the file is read, never written
