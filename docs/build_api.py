@@ -15,6 +15,7 @@ from pathlib import Path
 
 MODULES = {
     "skad_transfer": "Estimators, networks and weights",
+    "skad_transfer.nn": "Backbones and adapters",
     "skad_transfer.data.catalogue": "The dataset catalogue",
     "skad_transfer.data.datasets": "Dataset loaders",
     "skad_transfer.data.labelled": "Labelled data for pretraining",

@@ -22,15 +22,18 @@ from torch import nn
 
 from .data.images import validate_images
 from .engine import PRECISIONS, apply_batched, resolve_device
-from .nn.resnet import FEATURE_LAYERS, ResNet26, resnet26
+from .nn import BACKBONES, Backbone, build_backbone
 from .persistence import PortableNetworkMixin
 from .weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 POOLINGS = ("avg", "max", "none")
+#: Every feature tap some backbone has (each backbone's own are its ``feature_layers``).
+LAYERS = tuple(sorted({layer for cls in set(BACKBONES.values()) for layer in cls.feature_layers}))
 
 
 class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Features of a ResNet26 at a named layer, for probes and feature-based detectors.
+    """Features of a backbone (ResNet26 or a torchvision ResNet) at a named layer, for probes and
+    feature-based detectors.
 
     ``fit`` builds the network (theta0, or the network of a fitted detector) and ``transform`` runs
     it over images in padded batches on the device, so a row's features are bitwise the same
@@ -38,21 +41,22 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
 
     Parameters
     ----------
-    backbone : "resnet26", ResNet26 or fitted detector, default="resnet26"
-        ``"resnet26"`` builds the paper's network with ``weights``; a
-        :class:`~skad_transfer.nn.ResNet26` instance is deep-copied (and loaded with ``weights``
+    backbone : str, Backbone or fitted detector, default="resnet26"
+        A name (:data:`skad_transfer.nn.BACKBONES`: ``"resnet26"``, the paper's network, or a
+        torchvision ResNet such as ``"resnet50"``) builds that network with ``weights``; a
+        :class:`~skad_transfer.nn.Backbone` instance is deep-copied (and loaded with ``weights``
         unless None). A fitted detector (anything with ``network_``, ``mean_``, ``std_`` and
         ``input_size_``, e.g. a fitted :class:`~skad_transfer.ADIBDetector`) lends its trained
         network and preprocessing; ``weights`` and ``width`` are then ignored. ``clone`` (hence
         ``GridSearchCV`` and ``cross_val_score``) unfits estimators nested as parameters: wrap a
         fitted detector in :class:`sklearn.frozen.FrozenEstimator` there.
     weights : None, str, path-like or WeightsRecord, default="default"
-        theta0, as for the detectors; ``None`` is a random initialisation (seeded by
-        ``random_state``).
-    layer : {"stem", "stage1", "stage2", "stage3", "pooled"}, default="pooled"
-        Where to read the features (:data:`skad_transfer.nn.FEATURE_LAYERS`): the stem, the end of
-        each of the three stages (``stage3`` after the final BatchNorm-ReLU) or its global average
-        (the head's input).
+        theta0, as for the detectors (for a torchvision backbone ``"default"`` is torchvision's
+        ``DEFAULT`` ImageNet weights); ``None`` is a random initialisation (seeded by ``random_state``).
+    layer : {"stem", "stage1", "stage2", "stage3", "stage4", "pooled"}, default="pooled"
+        Where to read the features (the backbone's ``feature_layers``): the stem, the end of each
+        stage (ResNet26 has three, ``stage3`` taken after its final BatchNorm-ReLU; torchvision's
+        ResNets four) or the global average of the last one (the head's input).
     pooling : {"avg", "max", "none"}, default="avg"
         How a feature map (N, C, H, W) becomes a vector: global average or max over H and W (N, C),
         or ``"none"`` to flatten it (N, C*H*W). ``"pooled"`` is already a vector: only ``"avg"`` and
@@ -106,7 +110,7 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
     _parameter_constraints = {
         "backbone": "no_validation",  # a name, a module or a fitted detector: checked in fit
         "weights": [str, os.PathLike, WeightsRecord, None],
-        "layer": [StrOptions(set(FEATURE_LAYERS))],
+        "layer": [StrOptions(set(LAYERS))],
         "pooling": [StrOptions(set(POOLINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "device": [str, torch.device],
@@ -151,6 +155,9 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
         validate_images(self, X, reset=True)
         device = resolve_device(self.device)
         network, record = self._build_network()
+        if self.layer not in network.feature_layers:
+            raise ValueError(f"layer={self.layer!r} is not a feature tap of {type(network).__name__}; its taps are "
+                             f"{network.feature_layers}")
         self.weights_ = record
         self.network_ = network.to(device).eval()
         self.device_ = device
@@ -162,21 +169,23 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
     def _build_network(self) -> tuple[nn.Module, WeightsRecord | None]:
         backbone = self.backbone
         if isinstance(backbone, str):
-            if backbone != "resnet26":
-                raise ValueError(f"backbone must be 'resnet26', a ResNet26 or a fitted detector, got {backbone!r}")
-            record = resolve_weights(self.weights)
+            if backbone not in BACKBONES:
+                raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, a Backbone or a fitted detector, "
+                                 f"got {backbone!r}")
+            record = resolve_weights(self.weights, arch=backbone)
             seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             # A generator of its own: torch's global one is shared by every thread of the process.
-            network = resnet26(width=self.width, weights=record, generator=torch.Generator().manual_seed(seed))
+            network = build_backbone(backbone, width=self.width, record=record,
+                                     generator=torch.Generator().manual_seed(seed))
             self._set_preprocessing(network.input_size, record)
             return network, record
         if isinstance(backbone, nn.Module):
-            if not isinstance(backbone, ResNet26):
-                raise TypeError(f"backbone: a module backbone must be a skad_transfer ResNet26 (it needs named "
-                                f"feature taps), got {type(backbone).__name__}")
+            if not isinstance(backbone, Backbone):
+                raise TypeError(f"backbone: a module backbone must be a skad_transfer Backbone (ResNet26 or "
+                                f"TorchvisionResNet: it needs named feature taps), got {type(backbone).__name__}")
             if self.width is not None:
                 raise ValueError("width applies to backbone='resnet26' only, not to a module backbone")
-            record = resolve_weights(self.weights)
+            record = resolve_weights(self.weights, arch=getattr(backbone, "arch", "resnet26"))
             network = copy.deepcopy(backbone).cpu()
             if record is not None:
                 load_backbone_state(network, record.load_state_dict(), source=f"weights {record.name!r}")
@@ -188,10 +197,11 @@ class LayerFeatures(PortableNetworkMixin, ClassNamePrefixFeaturesOutMixin, Trans
             if hasattr(backbone, "fit"):
                 fitted_hint = (" (an unfitted detector: fit it first; inside GridSearchCV or cross_val_score, "
                                "clone unfits nested estimators, so wrap it in sklearn.frozen.FrozenEstimator)")
-            raise TypeError(f"backbone: expected 'resnet26', a ResNet26 or a fitted detector; "
+            raise TypeError(f"backbone: expected a backbone name, a Backbone or a fitted detector; "
                             f"{type(backbone).__name__} has no {', '.join(missing)}{fitted_hint}")
-        if not isinstance(backbone.network_, ResNet26):
-            raise TypeError(f"backbone: the detector's network must be a ResNet26 for named feature taps, got "
+        if not isinstance(backbone.network_, Backbone):
+            raise TypeError(f"backbone: the detector's network must be a skad_transfer Backbone for named feature "
+                            f"taps, got "
                             f"{type(backbone.network_).__name__}")
         # A copy: transform must not move the detector's network to another device.
         network = copy.deepcopy(backbone.network_).cpu()

@@ -34,7 +34,7 @@ from torch import nn
 
 from .data.augment import normalize
 from .engine import Precision, TrainingData, apply_batched
-from .nn.resnet import ResNet26
+from .nn.backbone import Backbone, backbone_class
 from .objectives import doc_loss, dsvdd_loss, hsc_loss, oe_bce_objective, pseudo_huber
 
 __all__ = ["AUTO_QUANTILE", "LOSSES", "DOCLoss", "DeepSVDDLoss", "FitContext", "HypersphereLoss", "Loss",
@@ -73,8 +73,8 @@ class FitContext:
         return self.find_theta0_head()
 
 
-def pooled_features(network: ResNet26, x: torch.Tensor) -> torch.Tensor:
-    """The ResNet26's pooled feature vector (the head's input) of a normalised batch."""
+def pooled_features(network: Backbone, x: torch.Tensor) -> torch.Tensor:
+    """The backbone's pooled feature vector (the head's input) of a normalised batch."""
     return network.features(x, ("pooled",))["pooled"]
 
 
@@ -84,13 +84,14 @@ def theta0_classifier_head(record) -> tuple[torch.Tensor, torch.Tensor | None] |
     if record is None:
         return None
     state = record.load_state_dict()
-    weight = state.get("linears.weight")
+    head = backbone_class(record.arch).head_name
+    weight = state.get(f"{head}.weight")
     if weight is None or weight.ndim != 2 or weight.shape[0] < 2:
         return None
-    return weight, state.get("linears.bias")
+    return weight, state.get(f"{head}.bias")
 
 
-def with_classifier_head(network: ResNet26, head, generator: torch.Generator) -> ResNet26:
+def with_classifier_head(network: Backbone, head, generator: torch.Generator) -> Backbone:
     """``network`` with its head replaced by the classifier ``head = (weight, bias)`` (in place).
 
     The new head's random initialisation (overwritten at once) draws from ``generator``, so that
@@ -102,11 +103,11 @@ def with_classifier_head(network: ResNet26, head, generator: torch.Generator) ->
                          f"{network.feature_dim}")
     network.reset_head(int(weight.shape[0]), generator)
     with torch.no_grad():
-        network.linears.weight.copy_(weight)
+        network.head.weight.copy_(weight)
         if bias is not None:
-            network.linears.bias.copy_(bias)
+            network.head.bias.copy_(bias)
         else:
-            network.linears.bias.zero_()
+            network.head.bias.zero_()
     return network
 
 
@@ -123,8 +124,8 @@ class Loss:
     name: ClassVar[str] = ""
     #: Whether an OE corpus is used at all (one-class losses ignore a given one).
     uses_outlier_exposure: ClassVar[bool] = True
-    #: Whether the loss needs the pooled features of a :class:`~skad_transfer.nn.ResNet26`.
-    needs_resnet26: ClassVar[bool] = False
+    #: Whether the loss needs the pooled features of a :class:`~skad_transfer.nn.Backbone`.
+    needs_backbone: ClassVar[bool] = False
     #: The keyword settings its constructor takes besides ``center`` (detector parameters of that name).
     settings: ClassVar[tuple[str, ...]] = ()
 
@@ -132,8 +133,9 @@ class Loss:
         self.center = None if center is None else np.asarray(center, dtype=np.float32)
 
     def check_network(self, network: nn.Module) -> None:
-        if self.needs_resnet26 and not isinstance(network, ResNet26):
-            raise TypeError(f"loss {self.name!r} needs the pooled features of a skad_transfer ResNet26 backbone, "
+        if self.needs_backbone and not isinstance(network, Backbone):
+            raise TypeError(f"loss {self.name!r} needs the pooled features of a skad_transfer backbone (ResNet26 or "
+                            f"a torchvision ResNet by name), "
                             f"got {type(network).__name__}")
 
     def prepare(self, network: nn.Module, context: FitContext) -> Objective:
@@ -192,7 +194,7 @@ def hsc_objective(network, x_normal: torch.Tensor, x_outlier: torch.Tensor) -> t
 class _DistanceLoss(Loss):
     """A loss scored by the squared distance of the pooled features to a centre ``c``."""
 
-    needs_resnet26 = True
+    needs_backbone = True
 
     def normality(self, network, x):
         features = pooled_features(network, x).float()
@@ -209,7 +211,7 @@ class DeepSVDDLoss(_DistanceLoss):
 
     ``c`` is the mean pooled feature of the normal images at theta0, with BatchNorm in train mode
     (batch statistics), as the training loss sees them. DSVDD must be free of bias terms, or the
-    network collapses onto the centre (Ruff et al. 2018, Prop. 2); a ResNet26's BatchNorm shift is a
+    network collapses onto the centre (Ruff et al. 2018, Prop. 2); a backbone's BatchNorm shift is a
     bias, so every BatchNorm's affine parameters stay frozen at theta0 (running statistics still
     adapt) and the head is dropped: the only way to a constant output (all convolutions zero) lands
     on ``relu(beta)`` of the last BatchNorm, a fixed point that is not the centre.
@@ -225,7 +227,7 @@ class DeepSVDDLoss(_DistanceLoss):
 
     def trainable(self, network, parameters):
         frozen = {id(p) for m in network.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
-        frozen |= {id(p) for p in network.linears.parameters()}
+        frozen |= {id(p) for p in network.head.parameters()}
         for p in network.parameters():
             if id(p) in frozen:
                 p.requires_grad_(False)
@@ -273,7 +275,7 @@ class DOCLoss(_DistanceLoss):
             n = x_normal.shape[0]
             with torch.no_grad():
                 labels = teacher(x_outlier).argmax(dim=1)
-            return doc_loss(features[:n], network.linears(features[n:]), labels, compactness_weight=weight)
+            return doc_loss(features[:n], network.head(features[n:]), labels, compactness_weight=weight)
 
         return doc_objective
 
@@ -281,7 +283,7 @@ class DOCLoss(_DistanceLoss):
         self.center = mean_features(network, context)
 
 
-def initial_center(network: ResNet26, context: FitContext) -> np.ndarray:
+def initial_center(network: Backbone, context: FitContext) -> np.ndarray:
     """DSVDD's ``c``: the mean pooled feature of the normal images at theta0, as training sees them.
 
     Training runs BatchNorm on normal-only batches (train mode), so ``c`` is computed the same way,
@@ -304,7 +306,7 @@ def initial_center(network: ResNet26, context: FitContext) -> np.ndarray:
     return (total / n).float().cpu().numpy()
 
 
-def mean_features(network: ResNet26, context: FitContext) -> np.ndarray:
+def mean_features(network: Backbone, context: FitContext) -> np.ndarray:
     """The mean pooled feature of the normal training images under ``network`` in eval mode."""
     data = context.data
     was_training = network.training

@@ -33,7 +33,7 @@ from .data.augment import normalize
 from .data.sampling import permutation_prefix
 from .engine import TrainingData
 from .losses import FitContext, with_classifier_head
-from .nn.resnet import ResNet26
+from .nn.backbone import Backbone
 from .objectives import REGULARIZERS, diagonal_fisher, ewc_penalty, l2_sp
 
 __all__ = ["REGULARIZER_PARAMETER_CONSTRAINTS", "REGULARIZER_CLASSES", "Regularizer", "L2SP", "L2SPReference", "EWC",
@@ -63,9 +63,9 @@ class Regularizer:
         self.covers: list[nn.Parameter] = []
 
     def covered(self, network: nn.Module) -> list[nn.Parameter]:
-        """Every parameter that theta0 provides (all but a ResNet26's head)."""
-        if isinstance(network, ResNet26):
-            return [p for name, p in network.named_parameters() if not name.startswith("linears.")]
+        """Every parameter that theta0 provides (all but a backbone's head)."""
+        if isinstance(network, Backbone):
+            return network.theta0_parameters()
         return list(network.parameters())
 
     def prepare(self, network: nn.Module, context: FitContext, *, lr: float) -> None:
@@ -164,7 +164,7 @@ def theta0_fisher(network: nn.Module, data: TrainingData, candidates: list[nn.Pa
     images are drawn with ``generator``.
     """
     classifier = copy.deepcopy(network)
-    if head is not None and isinstance(network, ResNet26):
+    if head is not None and isinstance(network, Backbone):
         with_classifier_head(classifier, head, generator)
     classifier.eval()
     n = max(1, int(batch_size))

@@ -39,9 +39,8 @@ from ._paths import HOME_ENV, weights_dir
 CIFAR_MEAN = (0.4914, 0.4824, 0.4467)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
 _RECORD_KEY = "skad_transfer_weights"
-_HEAD_PREFIX = "linears."
-#: Values of ``WeightsRecord.arch``: the networks :func:`skad_transfer.nn.resnet26` builds.
-SUPPORTED_ARCHS = ("resnet26",)
+TORCHVISION_HUB_TIMEOUT = 5.0
+"""Seconds to wait for torchvision's download server before saying which file to put where."""
 
 
 def _check_positive_int(value, name: str) -> int:
@@ -88,12 +87,16 @@ class WeightsRecord:
         Hex digest the file must have; checked after every download and on every load.
     meta : dict
         Anything else: dataset, epochs, val_top1, the command that made it, ...
+    torchvision : str, optional
+        The torchvision weights entry (e.g. ``"ResNet50_Weights.IMAGENET1K_V2"``) whose file this
+        is: torchvision's API finds, downloads (into torch hub's cache, with its hash check) and
+        reads it (see :func:`torchvision_record`).
 
     Raises
     ------
     ValueError or TypeError
-        When a field is invalid, naming the field: an ``arch`` other than those in
-        :data:`SUPPORTED_ARCHS`, a non-positive ``width``, an unsupported ``input_size``, ``mean``
+        When a field is invalid, naming the field: an ``arch`` that is not a ``backbone=``
+        name (:data:`skad_transfer.nn.BACKBONES`), a non-positive ``width``, an unsupported ``input_size``, ``mean``
         or ``std`` that are not 3 finite numbers (``std`` > 0), a ``filename`` with folders, a
         ``sha256`` that is not 64 hex digits. ``mean`` and ``std`` are stored as tuples of floats.
     """
@@ -109,6 +112,7 @@ class WeightsRecord:
     url: str | None = None
     sha256: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    torchvision: str | None = None
 
     def __post_init__(self):
         # Checked here, where the record is made, because a bad field otherwise surfaces far away:
@@ -116,17 +120,21 @@ class WeightsRecord:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"WeightsRecord: name must be a non-empty str, got {self.name!r}")
         where = f"WeightsRecord {self.name!r}"
-        if self.arch not in SUPPORTED_ARCHS:
-            raise ValueError(f"{where}: arch={self.arch!r} is not a network this package builds; "
-                             f"supported archs are {list(SUPPORTED_ARCHS)}")
-        from .nn.resnet import SUPPORTED_INPUT_SIZES
+        from .nn import BACKBONES
 
+        if self.arch not in BACKBONES:
+            raise ValueError(f"{where}: arch={self.arch!r} is not a network this package builds; "
+                             f"supported archs are {sorted(BACKBONES)}")
         object.__setattr__(self, "width", _check_positive_int(self.width, f"{where}: width"))
-        if isinstance(self.input_size, bool) or not isinstance(self.input_size, numbers.Integral) \
-                or self.input_size not in SUPPORTED_INPUT_SIZES:
-            raise ValueError(f"{where}: input_size must be one of {list(SUPPORTED_INPUT_SIZES)}, "
-                             f"got {self.input_size!r}")
-        object.__setattr__(self, "input_size", int(self.input_size))
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, numbers.Integral):
+            raise ValueError(f"{where}: input_size must be an int, got {self.input_size!r}")
+        try:
+            object.__setattr__(self, "input_size", BACKBONES[self.arch].check_input_size(int(self.input_size)))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        if self.torchvision is not None and not isinstance(self.torchvision, str):
+            raise TypeError(f"{where}: torchvision must name a torchvision weights entry, got "
+                            f"{type(self.torchvision).__name__}")
         object.__setattr__(self, "mean", _channel_values(self.mean, f"{where}: mean", positive=False))
         object.__setattr__(self, "std", _channel_values(self.std, f"{where}: std", positive=True))
         if self.filename is not None and (not isinstance(self.filename, str) or self.filename in ("", ".", "..")
@@ -171,6 +179,8 @@ class WeightsRecord:
         )
 
     def load_state_dict(self, progress: bool = False) -> dict[str, torch.Tensor]:
+        if self.torchvision is not None:
+            return _torchvision_state_dict(self, progress)
         path = self.locate(progress=progress)
         if self.sha256 is not None:
             digest = sha256_file(path)
@@ -230,17 +240,38 @@ def get_weights(name: str) -> WeightsRecord:
     return entry
 
 
-def resolve_weights(weights) -> WeightsRecord | None:
-    """``None`` | registered name | checkpoint path | WeightsRecord -> WeightsRecord (or None)."""
+def resolve_weights(weights, arch: str = "resnet26") -> WeightsRecord | None:
+    """``None`` | name | checkpoint path | WeightsRecord | torchvision entry -> WeightsRecord (or None).
+
+    ``arch`` is the backbone the weights are for. For a torchvision ResNet a name is torchvision's
+    (``"IMAGENET1K_V1"``, ``"DEFAULT"`` or the full ``"ResNet50_Weights.IMAGENET1K_V2"``;
+    ``"default"`` means torchvision's ``DEFAULT``) and a file holds a torchvision state dict. Weights
+    made for another network are a ValueError.
+    """
+    record = _resolve(weights, arch)
+    if record is not None and record.arch != arch:
+        raise ValueError(f"weights {record.name!r} are for {record.arch}, not for backbone={arch!r}")
+    return record
+
+
+def _resolve(weights, arch: str) -> WeightsRecord | None:
     if weights is None or isinstance(weights, WeightsRecord):
         return weights
+    from .nn import BACKBONES, TORCHVISION_RESNETS
+
+    if arch not in BACKBONES:
+        raise ValueError(f"backbone: unknown name {arch!r}; expected one of {sorted(BACKBONES)}")
+    if arch in TORCHVISION_RESNETS and not isinstance(weights, os.PathLike):
+        entry = _torchvision_entry(weights, arch)
+        if entry is not None:
+            return torchvision_record(entry)
     if isinstance(weights, os.PathLike) or isinstance(weights, str):
         text = os.fspath(weights)
         if isinstance(weights, str) and weights in _REGISTRY:
             return get_weights(weights)
         path = Path(text).expanduser()
         if path.is_file():
-            return record_from_file(path)
+            return record_from_file(path, arch=arch)
         if path.is_dir():
             raise IsADirectoryError(
                 f"weights: {path} is a directory, not a checkpoint file; pass the file itself (a .pth/.pt "
@@ -276,8 +307,10 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict | None]:
     return state, fields
 
 
-def record_from_file(path) -> WeightsRecord:
-    """A record for an unregistered checkpoint file; the width is read off the stem conv."""
+def record_from_file(path, arch: str = "resnet26") -> WeightsRecord:
+    """A record for an unregistered checkpoint file: the record stored in it, else one for ``arch``
+    (a ResNet26's width is read off its stem conv; a torchvision network gets the preprocessing of
+    its ``DEFAULT`` weights)."""
     path = Path(path)
     state, fields = read_checkpoint(path)
     if fields is not None and not isinstance(fields, Mapping):
@@ -285,7 +318,7 @@ def record_from_file(path) -> WeightsRecord:
                          f"{type(fields).__name__}, not a mapping)")
     if fields:
         known = {k: v for k, v in fields.items() if k in WeightsRecord.__dataclass_fields__}
-        known.update(name=str(path), path=str(path), filename=None, url=None)
+        known.update(name=str(path), path=str(path), filename=None, url=None, torchvision=None)
         known["sha256"] = None  # the file itself is the source of truth; a copy may be renamed
         try:
             record = WeightsRecord(**known)
@@ -296,6 +329,11 @@ def record_from_file(path) -> WeightsRecord:
             raise ValueError(f"weights: {path} stores width={record.width} in its record but its weights have "
                              f"width {int(stem.shape[0])}")
         return record
+    if arch != "resnet26":
+        if "conv1.weight" not in state:
+            raise ValueError(f"weights: {path} is not a torchvision {arch} state dict (no 'conv1.weight'; "
+                             f"first keys: {list(state)[:5]})")
+        return _torchvision_file_record(path, arch)
     if "pre_conv.weight" not in state:
         raise ValueError(
             f"weights: {path} is not a ResNet26 checkpoint (no 'pre_conv.weight'; first keys: "
@@ -311,7 +349,8 @@ def save_weights(network: nn.Module, path, *, name: str | None = None, mean=CIFA
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = WeightsRecord(
-        name=name or path.stem, arch="resnet26", width=int(network.width), input_size=int(network.input_size),
+        name=name or path.stem, arch=getattr(network, "arch", "resnet26"), width=int(getattr(network, "width", 64)),
+        input_size=int(network.input_size),
         mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), filename=path.name,
         meta=dict(meta or {}),
     )
@@ -327,9 +366,10 @@ def load_backbone_state(network: nn.Module, state: Mapping[str, torch.Tensor], s
     Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
     """
     own = network.state_dict()
-    head_fits = all(k in state and state[k].shape == own[k].shape for k in own if k.startswith(_HEAD_PREFIX))
-    wanted = {k for k in own if head_fits or not k.startswith(_HEAD_PREFIX)}
-    given = {k for k in state if head_fits or not k.startswith(_HEAD_PREFIX)}
+    head = getattr(network, "head_name", "linears") + "."
+    head_fits = all(k in state and state[k].shape == own[k].shape for k in own if k.startswith(head))
+    wanted = {k for k in own if head_fits or not k.startswith(head)}
+    given = {k for k in state if head_fits or not k.startswith(head)}
     # Checkpoints from before BatchNorm counted its batches lack num_batches_tracked; it is unused.
     missing = sorted(k for k in wanted - given if not k.endswith("num_batches_tracked"))
     unexpected = sorted(given - wanted)
@@ -385,6 +425,108 @@ def download_file(url: str, destination, *, sha256: str | None = None, progress:
     atomic_write(destination, write)
     return destination
 
+
+
+def _torchvision_entry(weights, arch: str):
+    """The torchvision weights entry that ``weights`` names for ``arch``, or None if it names none."""
+    from torchvision.models import WeightsEnum, get_model_weights, get_weight
+
+    enum = get_model_weights(arch)
+    if isinstance(weights, WeightsEnum):
+        if weights not in list(enum):
+            raise ValueError(f"weights: {weights} are not weights for backbone={arch!r} (those are "
+                             f"{[str(e) for e in enum]})")
+        return weights
+    if not isinstance(weights, str):
+        return None
+    if weights in ("default", "DEFAULT"):
+        return enum.DEFAULT
+    if weights in enum.__members__:
+        return enum[weights]
+    if "." in weights and weights.split(".", 1)[0].endswith("_Weights"):
+        try:
+            entry = get_weight(weights)
+        except (ValueError, KeyError, AttributeError):
+            raise ValueError(f"weights: torchvision has no weights {weights!r}; for {arch} it has "
+                             f"{[str(e) for e in enum]}") from None
+        return _torchvision_entry(entry, arch)
+    return None
+
+
+def torchvision_record(entry) -> WeightsRecord:
+    """The record of a torchvision weights entry (e.g. ``ResNet50_Weights.IMAGENET1K_V2``).
+
+    Source and preprocessing are torchvision's: the URL and the file name in torch hub's cache; the
+    input size (the transforms' crop) and mean/std of ``entry.transforms()``. ``meta`` keeps the
+    entry's ImageNet top-1 and recipe. Reading it (:meth:`WeightsRecord.load_state_dict`) goes
+    through ``entry.get_state_dict`` (a download into the cache with torchvision's hash check).
+    """
+    arch = _torchvision_arch(entry)
+    transforms = entry.transforms()
+    metrics = entry.meta.get("_metrics", {}).get("ImageNet-1K", {})
+    full_name = f"{type(entry).__name__}.{entry.name}"
+    return WeightsRecord(
+        name=full_name, arch=arch, width=64, input_size=int(transforms.crop_size[0]), mean=tuple(transforms.mean),
+        std=tuple(transforms.std), filename=os.path.basename(entry.url), url=entry.url, torchvision=full_name,
+        meta={"source": "torchvision", "dataset": "ImageNet-1K", "recipe": entry.meta.get("recipe"),
+              "acc@1": metrics.get("acc@1"), "resize_size": int(transforms.resize_size[0])},
+    )
+
+
+def _torchvision_arch(entry) -> str:
+    from torchvision.models import get_model_weights
+
+    from .nn import TORCHVISION_RESNETS
+
+    for arch in TORCHVISION_RESNETS:
+        if type(entry) is get_model_weights(arch):
+            return arch
+    raise ValueError(f"weights: {entry} are not for a torchvision ResNet ({TORCHVISION_RESNETS})")
+
+
+def _torchvision_file_record(path: Path, arch: str) -> WeightsRecord:
+    """A local torchvision state dict, preprocessed like ``arch``'s ``DEFAULT`` weights (ImageNet)."""
+    from torchvision.models import get_model_weights
+
+    default = torchvision_record(get_model_weights(arch).DEFAULT)
+    return WeightsRecord(name=str(path), arch=arch, width=64, input_size=default.input_size, mean=default.mean,
+                         std=default.std, path=str(path), meta={"source": str(path)})
+
+
+def torchvision_cache_file(record: WeightsRecord) -> Path:
+    """Where torchvision keeps (and looks for) a torchvision record's file: torch hub's cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / record.filename
+
+
+def _torchvision_state_dict(record: WeightsRecord, progress: bool) -> dict[str, torch.Tensor]:
+    from torchvision.models import get_weight
+
+    cached = torchvision_cache_file(record)
+    if not cached.is_file() and not _reachable(record.url, TORCHVISION_HUB_TIMEOUT):
+        # torch.hub would wait on the network for minutes; say at once what to do instead.
+        raise FileNotFoundError(
+            f"weights {record.name!r} are not in torch hub's cache and {record.url} cannot be reached: "
+            f"download that file and put it at {cached} (the cache folder follows $TORCH_HOME), or pass "
+            f"the path of a local copy as weights=..."
+        )
+    try:
+        return dict(get_weight(record.torchvision).get_state_dict(progress=progress, check_hash=True))
+    except RuntimeError as error:  # torch.hub's hash check
+        raise OSError(f"weights {record.name!r}: {cached}: {error}; delete the file and retry") from error
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 register_weights(WeightsRecord(

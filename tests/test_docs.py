@@ -51,6 +51,17 @@ def test_python_blocks_of_the_user_docs_run_as_pasted(page, tmp_path, monkeypatc
     X_outlier = rng.integers(100, 256, (24, 32, 32, 3), dtype=np.uint8)
     np.save("tinyimagenet.npy", X_outlier)
     np.save("svhn.npy", X_outlier[::-1].copy())
+    if "resnet50" in (ROOT / page).read_text():
+        # The ImageNet example, offline: torchvision's file for the weights it names, in a hub cache
+        # of the test's own (random values under torchvision's keys; torchvision reads a cached file as is).
+        import torch
+        from torchvision.models import get_model
+
+        monkeypatch.setattr(weights, "_reachable", lambda url, timeout: False)
+        monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+        cached = weights.torchvision_cache_file(weights.resolve_weights("IMAGENET1K_V2", arch="resnet50"))
+        cached.parent.mkdir(parents=True)
+        torch.save(get_model("resnet50", weights=None).state_dict(), cached)
     X = np.concatenate([X_normal[:20], X_outlier[:20]])
     y = np.r_[np.ones(20, int), -np.ones(20, int)]
     namespace = {"X_normal": X_normal, "X_outlier": X_outlier, "X_test": X, "y_test": y, "X": X, "y": y}

@@ -44,11 +44,11 @@ def test_scores_and_auto_thresholds(network):
     assert DeepSVDDLoss().auto_offset(lambda: scores) == pytest.approx(np.percentile(scores, 100 * AUTO_QUANTILE))
 
 
-def test_distance_losses_need_a_resnet26():
+def test_distance_losses_need_a_backbone():
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 1))
     OutlierExposureBCE().check_network(module)
     for name in ("dsvdd", "doc"):
-        with pytest.raises(TypeError, match=f"loss '{name}' needs the pooled features of a skad_transfer ResNet26"):
+        with pytest.raises(TypeError, match=f"loss '{name}' needs the pooled features of a skad_transfer backbone"):
             make_loss(name).check_network(module)
 
 

@@ -141,3 +141,116 @@ def test_embedded_default_resolves_offline(monkeypatch, tmp_path):
     assert record.sha256 == sha256_file(record.path)
     assert record.meta["val_top1"] > 0.3 and "pretrain" in record.meta["command"]
     assert ADIBDetector().weights == "default" and resnet26().width == 64  # the builder stays random-init
+
+
+# ---------------------------------------------------------------- torchvision's weights, offline
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub cache, and no network: torchvision's server is never reachable."""
+    import skad_transfer.weights as weights_module
+
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.setattr(weights_module, "_reachable", lambda url, timeout: False)
+    yield tmp_path / "hub"
+    torch.hub.set_dir(previous)
+
+
+@pytest.mark.parametrize("arch, spec, expected", [
+    ("resnet18", "IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1"),
+    ("resnet18", "default", "ResNet18_Weights.IMAGENET1K_V1"),
+    ("resnet50", "DEFAULT", "ResNet50_Weights.IMAGENET1K_V2"),
+    ("resnet50", "ResNet50_Weights.IMAGENET1K_V1", "ResNet50_Weights.IMAGENET1K_V1"),
+    ("wide_resnet50_2", "default", "Wide_ResNet50_2_Weights.IMAGENET1K_V2"),
+])
+def test_torchvision_weight_names_resolve_through_torchvision(arch, spec, expected):
+    from torchvision.models import get_weight
+
+    record = resolve_weights(spec, arch=arch)
+    entry = get_weight(expected)
+    assert record.name == record.torchvision == expected and record.arch == arch
+    assert record.url == entry.url and record.filename == entry.url.rsplit("/", 1)[1]
+    transforms = entry.transforms()
+    assert record.input_size == transforms.crop_size[0] == 224
+    assert record.mean == tuple(transforms.mean) and record.std == tuple(transforms.std)
+    assert resolve_weights(entry, arch=arch) == record  # the enum member itself
+
+
+def test_torchvision_weights_of_another_network_are_an_error():
+    from torchvision.models import ResNet50_Weights
+
+    with pytest.raises(ValueError, match="not weights for backbone='resnet18'"):
+        resolve_weights(ResNet50_Weights.IMAGENET1K_V1, arch="resnet18")
+    with pytest.raises(ValueError, match="not weights for backbone='resnet18'"):
+        resolve_weights("ResNet50_Weights.IMAGENET1K_V1", arch="resnet18")
+    with pytest.raises(ValueError, match="torchvision has no weights 'ResNet18_Weights.NOPE'"):
+        resolve_weights("ResNet18_Weights.NOPE", arch="resnet18")
+    with pytest.raises(ValueError, match="unknown name"):
+        resolve_weights("IMAGENET1K_V9", arch="resnet18")  # neither torchvision's nor registered
+
+
+def test_offline_torchvision_weights_say_which_file_to_put_where_at_once(hub):
+    import time
+
+    record = resolve_weights("IMAGENET1K_V1", arch="resnet18")
+    started = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as caught:
+        record.load_state_dict()
+    assert time.perf_counter() - started < 5
+    message = str(caught.value)
+    assert record.url in message and str(hub / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "weights=" in message  # the other way out: a local copy
+
+
+def test_torchvision_weights_in_the_hub_cache_are_read_by_torchvision(hub):
+    from torchvision.models import get_model
+
+    from skad_transfer.nn import build_backbone
+
+    state = get_model("resnet18", weights=None).state_dict()
+    (hub / "checkpoints").mkdir(parents=True)
+    torch.save(state, hub / "checkpoints" / "resnet18-f37072fd.pth")
+    record = resolve_weights("default", arch="resnet18")
+    loaded = record.load_state_dict()
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+    net = build_backbone("resnet18", record=record, num_classes=1)
+    assert torch.equal(net.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert net.fc.out_features == 1  # theta0's 1000-way head does not fit a one-logit head: left fresh
+
+
+def test_a_local_torchvision_state_dict_is_weights(tmp_path):
+    from torchvision.models import get_model
+
+    state = get_model("resnet34", weights=None).state_dict()
+    torch.save(state, tmp_path / "r34.pth")
+    record = resolve_weights(tmp_path / "r34.pth", arch="resnet34")
+    assert record.arch == "resnet34" and record.input_size == 224 and record.mean == (0.485, 0.456, 0.406)
+    assert record.torchvision is None and record.path == str(tmp_path / "r34.pth")
+    with pytest.raises(ValueError, match="are for resnet26, not for backbone='resnet18'"):
+        resolve_weights(save_weights(resnet26(width=4), tmp_path / "r26.pth").path, arch="resnet18")
+    torch.save(resnet26(width=4).state_dict(), tmp_path / "flat.pth")  # no record inside
+    with pytest.raises(ValueError, match="not a torchvision resnet18 state dict"):
+        resolve_weights(tmp_path / "flat.pth", arch="resnet18")
+    with pytest.raises(ValueError, match="are for resnet26, not for backbone='resnet50'"):
+        resolve_weights("default", arch="resnet26") and resolve_weights(resolve_weights("default"), arch="resnet50")
+    from skad_transfer.nn import build_backbone
+
+    with pytest.raises(ValueError, match="are for resnet34, not for backbone='resnet18'"):
+        build_backbone("resnet18", record=record)
+    torch.save(get_model("resnet18", weights=None).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(ValueError, match="do not fit this TorchvisionResNet: missing keys: layer1.2"):
+        build_backbone("resnet34", record=resolve_weights(tmp_path / "r18.pth", arch="resnet34"))
+
+
+def test_reachable_opens_a_connection_with_a_timeout():
+    import socket
+
+    from skad_transfer.weights import _reachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert _reachable(f"http://127.0.0.1:{port}/x.pth", 2.0)
+    assert not _reachable(f"http://127.0.0.1:{port}/x.pth", 2.0)  # closed now
+    assert not _reachable("not a url", 2.0)

@@ -32,18 +32,26 @@ class ADIBDetector(TransferDetector):
     ewc_lambda : float, default=400.0
         EWC's Fisher multiplier (the paper's 400, after Kirkpatrick et al. 2017); used by
         ``regularizer="ewc"`` only, which ignores ``alpha``.
-    backbone : "resnet26" or torch.nn.Module, default="resnet26"
-        The paper's ResNet26, or a module mapping (N, 3, S, S) images to (N, 1) logits; ``fit``
-        trains a deep copy and never mutates it.
+    backbone : str or torch.nn.Module, default="resnet26"
+        A name from :data:`skad_transfer.nn.BACKBONES`: ``"resnet26"`` (the paper's network) or a
+        torchvision ResNet (``"resnet18"``, ``"resnet50"``, ``"wide_resnet50_2"``, ...); or a
+        :class:`~skad_transfer.nn.Backbone` instance, or any module mapping (N, 3, S, S) images to
+        (N, 1) logits. ``fit`` trains a deep copy and never mutates a module.
     width : int, optional
         ResNet26 width when ``weights=None`` (64 = the paper's network); else the weights' width.
-    input_size : {32, 96}, optional
-        Resolution images are resized to; defaults to the weights' input size, else 32.
+        Only for ``backbone="resnet26"``.
+    input_size : int, optional
+        Resolution images are resized to; defaults to the weights' input size (224 for
+        torchvision's ImageNet weights), else 32 for ResNet26 (which takes 32 or 96) and 224 for a
+        torchvision ResNet (which takes any size from 32).
     weights : None, str, path-like or WeightsRecord, default="default"
         theta0. ``"default"`` is the ResNet26 (width 16) pretrained on Tiny-ImageNet-32 that ships
-        inside the package (no download). ``None`` keeps the backbone's own initial weights as theta0
-        (the random-init ablation). Or a registered name (``skad_transfer.list_weights()``), e.g.
-        ``"transferad-resnet26"`` (the authors' ImageNet checkpoint), a checkpoint path or a record.
+        inside the package (no download), and torchvision's ``DEFAULT`` ImageNet weights for a
+        torchvision backbone. ``None`` keeps the backbone's own initial weights as theta0 (the
+        random-init ablation). Or a registered name (``skad_transfer.list_weights()``), e.g.
+        ``"transferad-resnet26"`` (the authors' ImageNet checkpoint); for a torchvision backbone one
+        of torchvision's weight names (``"IMAGENET1K_V1"``, ``"ResNet50_Weights.IMAGENET1K_V2"``,
+        downloaded by torchvision into torch hub's cache); a checkpoint path or a record.
     outlier_exposure : str, path-like, array-like or corpus, optional
         The OE corpus when ``fit`` is not given one: a registered corpus name, a path (``.npy``,
         ``.npz``, an image folder or ``.zip`` of one), an image array or a loader object. Naming it

@@ -15,13 +15,15 @@ class ADRADetector(TransferDetector):
     starts from exactly theta0's function.
 
     The parameters are :class:`ADIBDetector`'s without ``alpha``/``regularizer``/``ewc_lambda``;
-    ``backbone`` must be a ResNet26 (the name ``"resnet26"`` or a :class:`~skad_transfer.nn.ResNet26`
-    instance). It is the member ``loss="bce", regularizer=None, adapters=True`` of
+    ``backbone`` must be a :class:`~skad_transfer.nn.Backbone` (a name such as ``"resnet26"`` or
+    ``"resnet50"``, or an instance): on torchvision's ResNets the adapters sit beside every 3x3 conv
+    of the BasicBlocks and Bottlenecks, and every pretrained conv (7x7 stem and 1x1s included) stays
+    frozen. It is the member ``loss="bce", regularizer=None, adapters=True`` of
     :class:`~skad_transfer.DeepADDetector`.
 
     Attributes
     ----------
-    network_ : ResNet26
+    network_ : Backbone
         theta0 with trained adapters, BatchNorm and head, in eval mode.
     n_trainable_parameters_ : int
         Parameters that were trained.

@@ -47,12 +47,10 @@ from ..engine import (PRECISIONS, Precision, TrainingData, TrainingDivergedError
 from ..engine import fingerprint as engine_fingerprint
 from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
-from ..nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
+from ..nn.backbone import BACKBONES, Backbone, build_backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import Regularizer, make_regularizer
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
-
-BACKBONES = ("resnet26",)
 
 DIVERGENCE_CHECK_SIZE = 64
 """Training images scored after a fit to make sure the model does not score NaN (one scoring batch)."""
@@ -412,13 +410,19 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return self._recipe().uses_outlier_exposure
 
     def _theta0_head(self):
-        """theta0's classifier head: from the weights, else from a ResNet26 module backbone's own head."""
+        """theta0's classifier head: from the weights, else from a module backbone's own head."""
         head = theta0_classifier_head(self.weights_)
-        if head is None and self.weights_ is None and isinstance(self.backbone, ResNet26):
-            linears = self.backbone.linears
-            if linears.out_features >= 2:
-                head = (linears.weight.detach().cpu(), linears.bias.detach().cpu())
+        if head is None and self.weights_ is None and isinstance(self.backbone, Backbone):
+            linear = self.backbone.head
+            if linear.out_features >= 2:
+                head = (linear.weight.detach().cpu(), linear.bias.detach().cpu())
         return head
+
+    def _backbone_arch(self) -> str:
+        """The ``backbone=`` name the weights are for (a module backbone: its family's, else resnet26's)."""
+        if isinstance(self.backbone, str):
+            return self.backbone
+        return getattr(self.backbone, "arch", "resnet26")
 
     def _trained_parameters(self, recipe: Recipe, loss: Loss, network: nn.Module, context: FitContext):
         """Make ``network`` (theta0, prepared for ``loss``) trainable as ``recipe`` says.
@@ -501,11 +505,11 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         device = resolve_device(self.device)
         seed, fingerprint = self._seed_and_fingerprint(X, corpus)
         X, X_val, corpus, oe_val = self._hold_out(X, corpus, seed)
-        record = resolve_weights(self.weights)
+        record = resolve_weights(self.weights, arch=self._backbone_arch())
         # The fit's own generators, not torch's global one, which concurrent fits in threads share.
         network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
         self.weights_ = record
-        self.input_size_ = network.input_size if isinstance(network, ResNet26) else (self.input_size or 32)
+        self.input_size_ = network.input_size if isinstance(network, Backbone) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
         self.std_ = tuple(record.std) if record is not None else CIFAR_STD
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
@@ -671,21 +675,17 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             network = copy.deepcopy(self.backbone).cpu()
             if record is not None:
                 state = record.load_state_dict()
-                if isinstance(network, ResNet26):
+                if isinstance(network, Backbone):
                     load_backbone_state(network, state, source=f"weights {record.name!r}")
                 else:
                     network.load_state_dict(state)
-            if isinstance(network, ResNet26):
+            if isinstance(network, Backbone):
                 network.reset_head(1, generator)
                 return network
             self._check_module_output(network)
             return network
-        from ..nn.resnet import resnet26
-
-        size = self.input_size
-        if size is not None and size not in SUPPORTED_INPUT_SIZES:
-            raise ValueError(f"input_size must be one of {SUPPORTED_INPUT_SIZES} or None, got {size!r}")
-        network = resnet26(width=self.width, input_size=size, weights=record, num_classes=1, generator=generator)
+        network = build_backbone(self.backbone, width=self.width, input_size=self.input_size, record=record,
+                                 num_classes=1, generator=generator)
         network.reset_head(1, generator)  # the AD head is always fresh, whatever head theta0 came with
         return network
 

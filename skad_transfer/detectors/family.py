@@ -20,7 +20,7 @@ are presets of this family, as are the baselines in :mod:`skad_transfer.detector
 The decisions each loss needed on this network (DSVDD's bias terms and centre, DOC's reference
 set) are documented with the loss, in :mod:`skad_transfer.losses`; how EWC's Fisher is estimated
 and capped, in :mod:`skad_transfer.regularizers`. ``f(x)`` for ``dsvdd`` and ``doc`` is the pooled
-feature vector of the ResNet26 (the head's input).
+feature vector of the backbone (the head's input).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class DeepADDetector(TransferDetector):
         theta0's own predictions (the stand-in for ImageNet) plus ``compactness_weight`` times the
         compactness of the normal batch's pooled features; score ``-||f(x) - c||^2`` with ``c`` the
         mean trained feature of the normal images. Needs a theta0 with a classification head.
-        ``"dsvdd"`` and ``"doc"`` need a ResNet26 backbone.
+        ``"dsvdd"`` and ``"doc"`` need a :class:`~skad_transfer.nn.Backbone` (a backbone name or
+        instance).
     regularizer : {"l2sp", "l2sp-ref", "ewc"} or None, default="l2sp"
         The pull toward theta0. ``"l2sp"``: ``alpha * ||theta - theta0||^2`` over every parameter
         theta0 provides (ADIB, paper eq. 2). ``"l2sp-ref"``: the authors' code, ``alpha * ||theta -

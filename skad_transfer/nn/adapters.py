@@ -1,57 +1,47 @@
 """Parallel 1x1 residual adapters (ADRA) and the freeze that goes with them.
 
 ADRA constrains each layer to at most a linear change from the pretrained mapping:
-``y = conv3x3_theta0(x) + V x`` with ``V`` a 1x1 convolution of the same stride, summed before the
-BatchNorm (Rebuffi et al. 2018; paper eq. 3). Only the 3x3 convolutions stay frozen at theta0; the
-adapters, every BatchNorm (affine parameters and running statistics) and the head train. The module
-names are the reference code's (``pre_ra``, ``layerN.i.ra1``, ``layerN.i.ra2``).
+``y = conv_theta0(x) + V x`` with ``V`` a 1x1 convolution of the same stride
+(:class:`~skad_transfer.nn.backbone.ResidualAdapter`), summed before the BatchNorm (Rebuffi et al.
+2018; paper eq. 3). Every pretrained convolution stays frozen at theta0; the adapters, every
+BatchNorm (affine parameters and running statistics) and the head train. Where adapters go is the
+backbone's to say (:meth:`~skad_transfer.nn.backbone.Backbone.attach_adapters`): beside every 3x3
+conv of the paper's ResNet26 (under the reference code's names ``pre_ra``, ``layerN.i.ra1``,
+``layerN.i.ra2``) and of torchvision's BasicBlock and Bottleneck.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from .resnet import BasicBlock, ResNet26
+from .backbone import Backbone, ResidualAdapter
 
 
-def _adapter_for(conv: nn.Conv2d) -> nn.Conv2d:
-    # skip_init: Conv2d's own random initialisation would draw from (and advance) torch's global
-    # generator, which concurrent fits in other threads may be using.
-    adapter = nn.utils.skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, 1, stride=conv.stride, bias=False,
-                                 device=conv.weight.device, dtype=conv.weight.dtype)
-    # Zero start: the adapted network computes exactly theta0's function before the first step,
-    # and the gradient of a 1x1 conv does not depend on its own weights, so it still learns.
-    nn.init.zeros_(adapter.weight)
-    return adapter
+def add_residual_adapters(network: Backbone) -> Backbone:
+    """Attach a zero-initialised parallel 1x1 adapter beside every conv the backbone adapts, in place.
 
-
-def add_residual_adapters(network: ResNet26) -> ResNet26:
-    """Attach a zero-initialised parallel 1x1 adapter beside every 3x3 conv, in place.
-
-    Returns the same network for chaining. Raises ``TypeError`` for anything but a
-    :class:`ResNet26` and ``ValueError`` if adapters are already attached.
+    Returns the same network for chaining. Raises ``TypeError`` for a module that is not a
+    :class:`~skad_transfer.nn.backbone.Backbone` and ``ValueError`` if adapters are already attached.
     """
-    if not isinstance(network, ResNet26):
+    if not isinstance(network, Backbone):
         raise TypeError(
-            f"residual adapters need a skad_transfer ResNet26 backbone, got {type(network).__name__}"
+            f"residual adapters need a skad_transfer backbone (ResNet26 or a torchvision ResNet by name), got "
+            f"{type(network).__name__}"
         )
-    if has_residual_adapters(network):
+    if network.has_adapters():
         raise ValueError("network already has residual adapters")
-    network.pre_ra = _adapter_for(network.pre_conv)
-    for block in network.modules():
-        if isinstance(block, BasicBlock):
-            block.ra1 = _adapter_for(block.conv1)
-            block.ra2 = _adapter_for(block.conv2)
+    network.attach_adapters(ResidualAdapter.beside)
     return network
 
 
 def has_residual_adapters(network: nn.Module) -> bool:
-    return isinstance(network, ResNet26) and network.pre_ra is not None
+    """Whether ``network`` is a backbone with residual adapters attached."""
+    return isinstance(network, Backbone) and network.has_adapters()
 
 
-def freeze_for_adaptation(network: ResNet26) -> list[nn.Parameter]:
-    """Freeze exactly the 3x3 convolutions; return the parameters left trainable, in order."""
-    frozen = {id(p) for p in network.conv3x3_parameters()}
+def freeze_for_adaptation(network: Backbone) -> list[nn.Parameter]:
+    """Freeze exactly theta0's convolutions; return the parameters left trainable, in order."""
+    frozen = {id(p) for p in network.pretrained_conv_weights()}
     trainable = []
     for parameter in network.parameters():
         parameter.requires_grad_(id(parameter) not in frozen)
@@ -61,4 +51,5 @@ def freeze_for_adaptation(network: ResNet26) -> list[nn.Parameter]:
 
 
 def count_trainable(network: nn.Module) -> int:
+    """Number of parameter values that will be trained (``requires_grad``)."""
     return sum(p.numel() for p in network.parameters() if p.requires_grad)

@@ -11,11 +11,13 @@ head independent of the resolution, so ``input_size`` only fixes the preprocessi
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .backbone import Backbone, default_init, register_backbone
 
 FEATURE_LAYERS = ("stem", "stage1", "stage2", "stage3", "pooled")
 """Names of the intermediate features that :meth:`ResNet26.features` can return."""
@@ -25,16 +27,6 @@ SUPPORTED_INPUT_SIZES = (32, 96)
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-
-
-def default_init(layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None = None) -> None:
-    """PyTorch's own initialisation of a ``Linear`` or ``Conv2d`` (its ``reset_parameters``), drawn
-    from ``generator``: from a generator seeded like torch's global one, the same values."""
-    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
-    if layer.bias is not None:
-        fan_in = math.prod(layer.weight.shape[1:])
-        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
 class BasicBlock(nn.Module):
@@ -81,7 +73,8 @@ class BasicBlock(nn.Module):
         return F.relu(z + self.shortcut(x))
 
 
-class ResNet26(nn.Module):
+@register_backbone
+class ResNet26(Backbone):
     """ResNet26 of Deecke et al. (2021): a 3x3 stem and three stages of four basic blocks.
 
     Parameters
@@ -100,6 +93,10 @@ class ResNet26(nn.Module):
     feature_dim : int
         Dimension of the pooled features that feed the head (``4 * width``).
     """
+
+    feature_layers = FEATURE_LAYERS
+    head_name = "linears"
+    names = ("resnet26",)
 
     def __init__(self, width: int = 64, input_size: int = 32, num_classes: int = 1):
         super().__init__()
@@ -144,17 +141,6 @@ class ResNet26(nn.Module):
                 module.reset_running_stats()
         default_init(self.linears, generator)
 
-    def reset_head(self, num_classes: int = 1, generator: torch.Generator | None = None) -> None:
-        """Replace the head by a fresh ``Linear(feature_dim, num_classes)`` on the same device,
-        initialised from ``generator`` (torch's global generator when None)."""
-        reference = self.linears.weight
-        # skip_init: the Linear's own initialisation would draw from the global generator.
-        head = nn.utils.skip_init(nn.Linear, self.feature_dim, num_classes, device=reference.device,
-                                  dtype=reference.dtype)
-        default_init(head, generator)
-        self.linears = head
-        self.num_classes = num_classes
-
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         y = self.pre_conv(x)
         if self.pre_ra is not None:
@@ -167,10 +153,7 @@ class ResNet26(nn.Module):
         ``stem``, ``stage1``, ``stage2`` and ``stage3`` are feature maps (N, C, H, W); ``stage3`` is
         taken after the final BN-ReLU; ``pooled`` is its global average, the input of the head.
         """
-        wanted = tuple(layers)
-        unknown = [name for name in wanted if name not in FEATURE_LAYERS]
-        if unknown:
-            raise ValueError(f"layers must be among {FEATURE_LAYERS}, got unknown {unknown}")
+        wanted = self.check_layers(layers)
         out: dict[str, torch.Tensor] = {}
         y = self._stem(x)
         if "stem" in wanted:
@@ -197,6 +180,33 @@ class ResNet26(nn.Module):
     def conv3x3_parameters(self) -> list[nn.Parameter]:
         """The 3x3 convolution weights (stem included): what ADRA freezes and L2-SP-ref regularizes."""
         return [m.weight for m in self.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    def attach_adapters(self, make: Callable[[nn.Conv2d], nn.Module]) -> None:
+        """Adapters beside the stem and both convs of every block, under the reference code's names
+        (``pre_ra``, ``layerN.i.ra1``, ``layerN.i.ra2``)."""
+        self.pre_ra = make(self.pre_conv)
+        for block in self.modules():
+            if isinstance(block, BasicBlock):
+                block.ra1 = make(block.conv1)
+                block.ra2 = make(block.conv2)
+
+    def has_adapters(self) -> bool:
+        return self.pre_ra is not None
+
+    @classmethod
+    def check_input_size(cls, input_size: int) -> int:
+        if input_size not in SUPPORTED_INPUT_SIZES:
+            raise ValueError(f"input_size must be one of {SUPPORTED_INPUT_SIZES} for backbone='resnet26', "
+                             f"got {input_size!r}")
+        return int(input_size)
+
+    @classmethod
+    def build(cls, name: str, *, width: int | None, input_size: int | None, record, num_classes: int,
+              generator: torch.Generator | None) -> "ResNet26":
+        if input_size is not None:
+            cls.check_input_size(input_size)
+        return resnet26(width=width, input_size=input_size, weights=record, num_classes=num_classes,
+                        generator=generator)
 
     def extra_repr(self) -> str:
         return f"width={self.width}, input_size={self.input_size}, num_classes={self.num_classes}"

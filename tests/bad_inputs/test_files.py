@@ -71,7 +71,7 @@ def tiny_state():
 
 
 @pytest.mark.parametrize("field, value, error", [
-    ("arch", "resnet50", ValueError),
+    ("arch", "vgg16", ValueError),
     ("mean", "abc", ValueError),               # a str of 3 characters is not 3 numbers
     ("mean", (0.5, 0.5), ValueError),           # wrong length
     ("mean", (0.5, float("nan"), 0.5), ValueError),
@@ -83,6 +83,7 @@ def tiny_state():
     ("filename", "../escape.pth", ValueError),  # joined to the cache directory
     ("sha256", "not-a-digest", ValueError),
     ("meta", ["not", "a", "mapping"], TypeError),
+    ("torchvision", 5, TypeError),
 ])
 def test_weights_record_rejects_a_bad_field_naming_it(field, value, error):
     with pytest.raises(error, match=rf"WeightsRecord 'theta0': {field}"):

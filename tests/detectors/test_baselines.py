@@ -197,7 +197,7 @@ def test_adapters_with_regularizers(easy_problem):
     ({"adapters": "yes"}, ValueError, "adapters"),
     ({"compactness_weight": -0.1}, ValueError, "compactness_weight"),
     ({"loss": "dsvdd", "backbone": torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 1))},
-     TypeError, "pooled features of a skad_transfer ResNet26"),
+     TypeError, "pooled features of a skad_transfer backbone"),
 ])
 def test_family_parameter_errors(kwargs, error, match, easy_problem):
     X_normal, X_outlier, _, _ = easy_problem
