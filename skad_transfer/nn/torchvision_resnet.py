@@ -122,10 +122,10 @@ class TorchvisionResNet(Backbone):
 
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
-                names = ("conv1", "conv2") if isinstance(block, BasicBlock) else ("conv2",)
                 if not isinstance(block, (BasicBlock, Bottleneck)):
                     raise TypeError(f"residual adapters: unexpected block {type(block).__name__}")
-                for name in names:
+                # The 3x3 convs: both of a BasicBlock, the middle one of a Bottleneck.
+                for name in ("conv1", "conv2") if isinstance(block, BasicBlock) else ("conv2",):
                     conv = getattr(block, name)
                     setattr(block, name, AdaptedConv(conv, make(conv)))
 
