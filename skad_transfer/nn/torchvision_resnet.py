@@ -14,6 +14,7 @@ Weights come from torchvision's weights API (:mod:`skad_transfer.weights` turns 
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Callable, Iterable
 
 import torch
@@ -131,7 +132,7 @@ class TorchvisionResNet(Backbone):
 
     @classmethod
     def check_input_size(cls, input_size: int) -> int:
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < MIN_INPUT_SIZE:
+        if isinstance(input_size, bool) or not isinstance(input_size, Integral) or input_size < MIN_INPUT_SIZE:
             raise ValueError(f"input_size must be an int >= {MIN_INPUT_SIZE} for a torchvision ResNet, "
                              f"got {input_size!r}")
         return int(input_size)

@@ -87,3 +87,6 @@ def test_input_sizes_and_width_are_checked():
     with pytest.raises(ValueError, match="unknown name 'vgg16'"):
         seeded("vgg16")
     assert seeded("resnet18").input_size == 224  # torchvision's ImageNet resolution without weights
+    import numpy as np
+
+    assert seeded("resnet18", input_size=np.int64(48)).input_size == 48  # e.g. from a parameter grid
