@@ -232,7 +232,7 @@ def test_a_local_torchvision_state_dict_is_weights(tmp_path):
     with pytest.raises(ValueError, match="not a torchvision resnet18 state dict"):
         resolve_weights(tmp_path / "flat.pth", arch="resnet18")
     with pytest.raises(ValueError, match="are for resnet26, not for backbone='resnet50'"):
-        resolve_weights("default", arch="resnet26") and resolve_weights(resolve_weights("default"), arch="resnet50")
+        resolve_weights(resolve_weights("default"), arch="resnet50")
     from skad_transfer.nn import build_backbone
 
     with pytest.raises(ValueError, match="are for resnet34, not for backbone='resnet18'"):

@@ -94,7 +94,10 @@ def test_grid_search_over_backbones(data):
     grid.fit(X, y)
     assert [p["backbone"] for p in grid.cv_results_["params"]] == ["resnet26", "resnet18"]
     assert np.isfinite(grid.cv_results_["mean_test_score"]).all()
-    assert roc_auc_score(y_test, grid.best_estimator_.score_samples(X_test)) >= 0
+    best = grid.best_estimator_
+    assert best.backbone == grid.best_params_["backbone"]
+    assert type(best.network_).__name__ == {"resnet26": "ResNet26", "resnet18": "TorchvisionResNet"}[best.backbone]
+    assert 0 <= roc_auc_score(y_test, best.score_samples(X_test)) <= 1
 
 
 @pytest.mark.parametrize("layer, dim", [("stem", 64), ("stage4", 512), ("pooled", 512)])
