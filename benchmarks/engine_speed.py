@@ -11,6 +11,15 @@ in float32 and in its "auto" precision (bf16 autocast where the CPU has native b
 Scoring throughput (``apply_batched`` over 2,048 images in eval mode, as ``score_samples`` runs it)
 is printed beside the engine's training throughput, as their ratio; ``--scoring-only`` skips the
 reference loop.
+
+``--compile`` adds the engine in float32 with the network under ``torch.compile`` (inductor; the
+first 5 steps compile and are left out; their time is printed). ``--profile`` prints where the
+float32 engine's step time goes, operator by operator (``torch.profiler``).
+``--repeats N`` runs the whole comparison N times, interleaved (reference, engine, reference, ...),
+and prints each run and the spread (min / median / max), for the steadiness of both loops.
+Training throughput is also given in GFLOP/s (the network's forward + backward FLOPs per image,
+counted by ``torch.utils.flop_counter``); ``--peak-gflops`` (vector lanes x FMA units x 2 x clock
+x cores) adds the fraction of the machine's FMA peak.
 """
 
 from __future__ import annotations
@@ -32,11 +41,17 @@ from skad_transfer.nn import resnet26
 from skad_transfer.objectives import oe_bce_objective
 
 
-def engine_images_per_second(width: int, steps: int, precision: str, device: torch.device) -> float:
+def engine_images_per_second(width: int, steps: int, precision: str, device: torch.device,
+                             compiled: bool = False) -> tuple[float, float]:
+    """Training img/s after the warm-up steps (2; 5 with ``torch.compile``, which compiles in the
+    first ones), and the seconds those warm-up steps took."""
+    warmup = 5 if compiled else 2
     rng = np.random.default_rng(0)
-    normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + 2), 3, 32, 32), dtype=np.uint8))
+    normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + warmup), 3, 32, 32), dtype=np.uint8))
     corpus = OutlierCorpus(rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8))
     network = resnet26(width=width)
+    if compiled:
+        network.compile()
     timestamps = []
 
     def timed_objective(net, x_normal, x_outlier):
@@ -51,8 +66,8 @@ def engine_images_per_second(width: int, steps: int, precision: str, device: tor
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
-    # Steps 3..N+2 start at timestamps[2:]; the last one ends at `end`.
-    return 128 * steps / (end - timestamps[2])
+    # Steps warmup+1.. start at timestamps[warmup:]; the last one ends at `end`.
+    return 128 * steps / (end - timestamps[warmup]), timestamps[warmup] - timestamps[0]
 
 
 def scoring_images_per_second(width: int, precision: str, device: torch.device, n: int = 2048) -> float:
@@ -65,6 +80,17 @@ def scoring_images_per_second(width: int, precision: str, device: torch.device, 
     started = time.perf_counter()
     apply_batched(network, images, **settings)
     return n / (time.perf_counter() - started)
+
+
+def training_gflop_per_image(width: int, input_size: int = 32) -> float:
+    """Forward + backward FLOPs of one training image (convolutions and the head; BatchNorm and
+    ReLU are memory-bound and not counted), in GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    network = resnet26(width=width)
+    with FlopCounterMode(display=False) as counter:
+        network(torch.randn(8, 3, input_size, input_size)).sum().backward()
+    return counter.get_total_flops() / 8 / 1e9
 
 
 def refloop_images_per_second(path: str, width: int, steps: int, device: torch.device) -> float:
@@ -80,9 +106,18 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--refloop", default=os.environ.get("SKAD_REFLOOP"),
                         help="the reference loop script (default $SKAD_REFLOOP)")
+    parser.add_argument("--repeats", type=int, default=1, help="run the comparison this many times (default 1)")
+    parser.add_argument("--peak-gflops", type=float, default=None,
+                        help="the machine's float32 FMA peak in GFLOP/s, to print the fraction reached")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the engine in float32 with the network under torch.compile (needs a C++ compiler)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the float32 engine's training steps and print the top operators")
     parser.add_argument("--scoring-only", action="store_true",
                         help="no reference loop: the engine's training and scoring throughput only")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected at least 1, got {args.repeats}")
     if args.scoring_only:
         args.refloop = None
     elif not args.refloop:
@@ -94,17 +129,46 @@ def main() -> None:
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"{torch.get_num_threads()} threads, auto precision = {Precision.resolve(device).autocast_dtype}")
     for width in args.width:
-        print(f"width {width}")
-        reference = None
-        if args.refloop:
-            reference = refloop_images_per_second(args.refloop, width, args.steps, device)
-            print(f"  reference loop (DataLoader + PIL, fp32): {reference:8.1f} img/s")
-        for precision in ("float32", "auto"):
-            ips = engine_images_per_second(width, args.steps, precision, device)
-            versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
-            print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}")
-            scoring = scoring_images_per_second(width, precision, device)
-            print(f"  scoring,         precision={precision:<8}: {scoring:8.1f} img/s  ({scoring / ips:.1f}x training)")
+        gflop = training_gflop_per_image(width)
+        print(f"width {width} ({gflop:.3f} GFLOP per training image)")
+        runs: dict[str, list[float]] = {}
+        for repeat in range(args.repeats):
+            if args.repeats > 1:
+                print(f" run {repeat + 1} of {args.repeats}")
+            reference = None
+            if args.refloop:
+                reference = refloop_images_per_second(args.refloop, width, args.steps, device)
+                runs.setdefault("reference loop", []).append(reference)
+                print(f"  reference loop (DataLoader + PIL, fp32): {reference:8.1f} img/s")
+            for precision in ("float32", "auto"):
+                ips, _ = engine_images_per_second(width, args.steps, precision, device)
+                runs.setdefault(f"engine, {precision}", []).append(ips)
+                versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
+                flops = f"  {ips * gflop:6.1f} GFLOP/s"
+                if args.peak_gflops:
+                    flops += f" ({100 * ips * gflop / args.peak_gflops:.0f}% of peak)"
+                print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}{flops}")
+                scoring = scoring_images_per_second(width, precision, device)
+                print(f"  scoring,         precision={precision:<8}: {scoring:8.1f} img/s  ({scoring / ips:.1f}x training)")
+            if args.profile:
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                    engine_images_per_second(width, args.steps, "float32", device)
+                print("  where a float32 training step's time goes (torch.profiler, self CPU time):")
+                print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
+                                                    max_name_column_width=40))
+            if args.compile:
+                ips, warmup = engine_images_per_second(width, args.steps, "float32", device, compiled=True)
+                runs.setdefault("engine, float32, torch.compile", []).append(ips)
+                versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
+                print(f"  engine training, float32, torch.compile: {ips:8.1f} img/s{versus}  "
+                      f"(first 5 steps, compiling: {warmup:.1f} s)")
+        if args.repeats > 1:
+            print(f" spread over {args.repeats} runs (min / median / max img/s):")
+            for name, values in runs.items():
+                low, mid, high = np.min(values), np.median(values), np.max(values)
+                print(f"  {name:<30}: {low:7.1f} / {mid:7.1f} / {high:7.1f}  (max/min {high / low:.2f})")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,27 @@ def test_precision():
     assert Precision.resolve(torch.device("cpu"), "bfloat16").autocast_dtype == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         Precision.resolve(torch.device("cpu"), "fp8")
+    assert all(Precision.resolve(torch.device("cpu"), p).channels_last for p in ("auto", "float32", "bfloat16"))
+
+
+def test_training_runs_channels_last_and_hands_back_a_contiguous_network():
+    """Training sees channels_last tensors and weights; the fitted network is NCHW again (pickles,
+    ONNX export and user code see the default layout)."""
+    network = resnet26(width=4)
+    seen = []
+
+    def objective(net, x_normal, x_outlier):
+        seen.append((x_normal.is_contiguous(memory_format=torch.channels_last),
+                     net.pre_conv.weight.is_contiguous(memory_format=torch.channels_last)))
+        return oe_bce_objective(net, x_normal, x_outlier)
+
+    rng = np.random.default_rng(0)
+    data = TrainingData(torch.from_numpy(rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)),
+                        OutlierCorpus(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)), torch.device("cpu"), 32)
+    train(network, data, objective, list(network.parameters()), TrainSettings(steps=2, batch_size=8, precision="float32"),
+          mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert seen == [(True, True)] * 2
+    assert all(p.is_contiguous() for p in network.parameters())
 
 
 @pytest.mark.parametrize("total, expected", [(100, [60, 80]), (1500, [900, 1200]), (10, [6, 8]), (1, [])])

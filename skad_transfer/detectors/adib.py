@@ -59,7 +59,7 @@ class ADIBDetector(TransferDetector):
     steps : int, default=1500
         Training length in SGD steps (each ``batch_size`` images); the learning rate drops 10x at
         60% and 80% of them (the paper's epochs 60 and 80 of 100). A step budget gives a small
-        normal set as much training as a large one. 1,500 steps take about 8 minutes in float32 on a
+        normal set as much training as a large one. 1,500 steps take about 7 minutes in float32 on a
         2-core CPU and under a minute on a GPU (``docs/benchmarks.md``).
     epochs : int, optional
         Passes over the normal set instead of ``steps`` (``epochs=100, lr=0.1`` is the paper's

@@ -58,13 +58,16 @@ def test_early_stopping_stops_and_restores_the_best_epoch(easy_problem):
     losses = [h["val_loss"] for h in det.history_]
     assert len(losses) < 12 and det.history_[-1]["stopped_early"] is True and det.n_iter_ == len(losses)
     assert det.best_epoch_ == 1 + int(np.argmin(losses)) and det.best_epoch_ < len(losses)
-    # The weights are the best epoch's: its held-out AUC, recomputed from the fitted detector's scores.
+    # The weights are the best epoch's, not the last one's: its held-out AUC and loss (BCE of the
+    # logits, score = -logit: normal -> 0, OE -> 1), recomputed from the fitted detector's scores.
     seed = int(check_random_state(0).randint(np.iinfo(np.int32).max))
     oe_rows = np.sort(np.random.default_rng([seed, 3]).choice(len(X_outlier), size=32, replace=False))
     normal, outlier = det.score_samples(X_normal[det.validation_indices_]), det.score_samples(X_outlier[oe_rows])
     auc = roc_auc_score(np.r_[np.ones(32), np.zeros(32)], np.r_[normal, outlier])
     assert auc == pytest.approx(det.history_[det.best_epoch_ - 1]["val_auc"], abs=1e-9)
-    assert auc != pytest.approx(det.history_[-1]["val_auc"], abs=1e-9)
+    loss = np.mean(np.r_[np.logaddexp(0, -normal), np.logaddexp(0, outlier)])
+    assert loss == pytest.approx(det.history_[det.best_epoch_ - 1]["val_loss"], rel=1e-4)
+    assert loss != pytest.approx(det.history_[-1]["val_loss"], rel=1e-2)
 
 
 def test_one_class_detectors_report_validation_loss_without_auc(easy_problem):
