@@ -18,7 +18,7 @@ and checked with the library itself (``docs/design.md``); results of the run beh
 ``oejpeg75`` re-encodes the OE corpus once as JPEG quality 75 (the library's ``jpeg_quality=75``
 re-encodes normal, OE and scored images alike; see :mod:`skad_transfer.data.harmonize`).
 """
-import argparse, io, json, math, os, sys, time, traceback
+import argparse, io, json, math, os, time, traceback
 import numpy as np
 
 def jpeg_all(X, q):
@@ -104,7 +104,6 @@ def fit_one(name, c, seed=0):
         if k["sched"] == "step": return k["lr"] * (0.1 ** sum(s >= f * S for f in (0.6, 0.8)))
         w = max(1, S // 20)
         return k["lr"] * (s + 1) / w if s < w else k["lr"] * 0.5 * (1 + math.cos(math.pi * (s - w) / (S - w)))
-    center = None
     for s in range(S):
         for gr in opt.param_groups: gr["lr"] = lr_at(s)
         set_bn(); x = batch()
@@ -146,7 +145,6 @@ def worker(item):
 
 def prepare(data_dir, n_oe):
     import multiprocessing as mp
-    import torch
     from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
     from skad_transfer import LayerFeatures
     X, y, _ = load_image_folder(f"{data_dir}/cifar10-jpg.zip", split="train", n_jobs=16)
@@ -157,9 +155,9 @@ def prepare(data_dir, n_oe):
     oe, _, _ = load_tiny_imagenet(f"{data_dir}/tiny-imagenet-32.zip", split="train", n_jobs=16)
     X, oe = np.asarray(X), np.asarray(oe)[:n_oe]
     F0 = LayerFeatures(device=os.environ.get("DEV_LEVERS_DEVICE", "cuda")).fit(X[:4]).transform(X)
-    np.savez(f"/tmp/dev_raw.npz", X=X, y=y, tr=tr, va=va, oe=oe, F0=F0)
+    np.savez("/tmp/dev_raw.npz", X=X, y=y, tr=tr, va=va, oe=oe, F0=F0)
     with mp.get_context("fork").Pool(16) as pool:
-        np.savez(f"/tmp/dev_oe75.npz", X=X, y=y, tr=tr, va=va, oe=par_jpeg(oe, 75, pool), F0=F0)
+        np.savez("/tmp/dev_oe75.npz", X=X, y=y, tr=tr, va=va, oe=par_jpeg(oe, 75, pool), F0=F0)
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
