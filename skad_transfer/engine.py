@@ -644,6 +644,7 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     precision: str = "auto"
+    compile: bool = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     verbose: bool = False
     checkpoint: str | os.PathLike | None = None
@@ -774,7 +775,9 @@ def train(
     ``settings.seed``) is saved at most every :data:`CHECKPOINT_EVERY` steps and at the end, and a
     matching checkpoint (same fingerprint and seed) is resumed from. The history's ``penalty`` is
     the mean of ``penalty()`` per image (0 without one). ``evaluate`` and ``after_epoch`` are
-    :func:`run_epochs`'s end-of-epoch hooks (validation, early stopping).
+    :func:`run_epochs`'s end-of-epoch hooks (validation, early stopping). With ``settings.compile``
+    the training steps call ``objective`` through ``torch.compile`` (the network's forward and
+    backward as inductor kernels around the convolutions); validation calls it as it is.
 
     Raises :class:`TrainingDivergedError` when the loss is not finite, or the network's parameters
     or buffers are not after the last step or before a checkpoint save.
@@ -792,6 +795,8 @@ def train(
             images = random_crop_flip(images, settings.crop_padding, flip=settings.flip, generator=generator)
         return precision.prepare(normalize(images, mean, std))
 
+    step_objective = torch.compile(objective) if settings.compile else objective
+
     def epoch_steps(model: nn.Module, epoch: int) -> Iterator[Step]:
         normal_idx, outlier_idx = _epoch_plan(n_normal, n_outlier, half, settings.seed, epoch)
         augment_rng = seeded_generator(settings.seed, -1 - epoch, device=device)
@@ -799,7 +804,7 @@ def train(
             x_normal = augmented(data.normal_batch(idx), augment_rng)
             x_outlier = None if outlier_idx is None else augmented(data.outlier_batch(outlier_idx[step]), augment_rng)
             with precision.autocast(device):
-                loss = objective(model, x_normal, x_outlier).float()
+                loss = step_objective(model, x_normal, x_outlier).float()
             images = x_normal.shape[0] + (0 if x_outlier is None else x_outlier.shape[0])
             reg = penalty() if penalty is not None else torch.zeros((), device=device)
             yield Step(loss + reg if penalty is not None else loss, images, {"penalty": reg.detach() * images})

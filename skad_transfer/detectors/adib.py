@@ -90,6 +90,13 @@ class ADIBDetector(TransferDetector):
         Autocast dtype for training and scoring. ``"auto"``: bfloat16 on CUDA and on CPUs that
         compute it natively (AVX512-BF16/AMX; several times faster there), float32 elsewhere.
         Parameters, optimizer state and the L2-SP penalty always stay float32.
+    compile : bool, default=False
+        Train through ``torch.compile`` (inductor fuses BatchNorm, ReLU and the residual adds
+        around the convolutions). It needs a C++ compiler on the CPU (and Triton on CUDA), and
+        compiling costs tens of seconds before the first step (seconds once inductor's cache has
+        it), so it pays for long fits: float32 training ran about 1.15x faster on a 2-core AVX-512
+        CPU (``docs/benchmarks.md``). Scores agree with an uncompiled fit up to float rounding, not
+        bitwise. Scoring does not compile.
     checkpoint : path-like, optional
         Save the training state here after every epoch (at most every 50 steps, and at the end); a
         fit with the same data and parameters resumes from it after an interruption, with the same
@@ -231,6 +238,7 @@ class ADIBDetector(TransferDetector):
         image_shape=None,
         device="auto",
         precision="auto",
+        compile=False,
         checkpoint=None,
         validation_fraction=None,
         early_stopping=False,
@@ -245,7 +253,7 @@ class ADIBDetector(TransferDetector):
         super().__init__(
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-            weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision,
+            weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision, compile=compile,
             checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,

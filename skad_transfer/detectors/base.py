@@ -322,6 +322,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
+        "compile": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "early_stopping": ["boolean"],
@@ -349,6 +350,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         image_shape=None,
         device="auto",
         precision="auto",
+        compile=False,
         checkpoint=None,
         validation_fraction=None,
         early_stopping=False,
@@ -375,6 +377,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.device = device
         self.precision = precision
+        self.compile = compile
         self.checkpoint = checkpoint
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
@@ -535,7 +538,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
 
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-            weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, verbose=bool(self.verbose),
+            weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, compile=self.compile,
+            verbose=bool(self.verbose),
             checkpoint=self.checkpoint, fingerprint=fingerprint, description=type(self).__name__,
         )
         validation = None if X_val is None else _Validation(self, network, loss, objective, data, X_val, oe_val,

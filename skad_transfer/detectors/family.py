@@ -178,6 +178,7 @@ feature_names_in_, device_, n_iter_
         image_shape=None,
         device="auto",
         precision="auto",
+        compile=False,
         checkpoint=None,
         validation_fraction=None,
         early_stopping=False,
@@ -193,7 +194,7 @@ feature_names_in_, device_, n_iter_
             backbone=backbone, width=width, input_size=input_size, weights=weights,
             outlier_exposure=outlier_exposure, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
-            precision=precision, checkpoint=checkpoint, validation_fraction=validation_fraction,
+            precision=precision, compile=compile, checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
             match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
         )
