@@ -28,6 +28,7 @@ import argparse
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -44,7 +45,7 @@ from skad_transfer.objectives import oe_bce_objective
 def engine_images_per_second(width: int, steps: int, precision: str, device: torch.device,
                              compiled: bool = False) -> tuple[float, float]:
     """Training img/s after the warm-up steps (2; 5 with ``torch.compile``, which compiles in the
-    first ones), and the seconds those warm-up steps took."""
+    first ones), and the seconds those warm-up steps took. Sets ``kernel_share`` (below)."""
     warmup = 5 if compiled else 2
     rng = np.random.default_rng(0)
     normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + warmup), 3, 32, 32), dtype=np.uint8))
@@ -63,13 +64,21 @@ def engine_images_per_second(width: int, steps: int, precision: str, device: tor
 
     data.normal_batch = timed_normal_batch
     settings = TrainSettings(epochs=1, batch_size=128, lr=0.1, precision=precision, compile=compiled, device=device)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     train(network, data, oe_bce_objective, list(network.parameters()), settings, mean=(0.49, 0.48, 0.45),
           std=(0.25, 0.24, 0.26))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # Time in the kernel (page faults of the allocator, thread wake-ups) against time in user code.
+    kernel_share[0] = (after.ru_stime - before.ru_stime) / max(after.ru_utime - before.ru_utime, 1e-9)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
     # Steps warmup+1.. start at timestamps[warmup:]; the last one ends at `end`.
     return 128 * steps / (end - timestamps[warmup]), timestamps[warmup] - timestamps[0]
+
+
+kernel_share = [0.0]
+"""The last engine run's system CPU time as a fraction of its user CPU time."""
 
 
 def scoring_images_per_second(width: int, precision: str, device: torch.device, n: int = 2048) -> float:
@@ -149,7 +158,8 @@ def main() -> None:
                 flops = f"  {ips * gflop:6.1f} GFLOP/s"
                 if args.peak_gflops:
                     flops += f" ({100 * ips * gflop / args.peak_gflops:.0f}% of peak)"
-                print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}{flops}")
+                print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}{flops}"
+                      f"  (kernel time {100 * kernel_share[0]:.0f}% of user time)")
                 scoring = scoring_images_per_second(width, precision, device)
                 print(f"  scoring,         precision={precision:<8}: {scoring:8.1f} img/s  ({scoring / ips:.1f}x training)")
             if args.profile:

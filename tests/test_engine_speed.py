@@ -27,6 +27,7 @@ def test_repeats_print_each_run_and_the_spread():
     assert abs(float(gflops) - float(percent)) <= 1  # peak 100 GFLOP/s: the percentage is the GFLOP/s
     assert re.search(r"engine, float32\s+:\s+[\d.]+ /\s+[\d.]+ /\s+[\d.]+\s+\(max/min [\d.]+\)", out)
     assert "reference loop" not in out
+    assert len(re.findall(r"\(kernel time \d+% of user time\)", out)) == 4  # 2 runs x float32, auto
 
 
 def test_bad_repeats_is_an_argument_error():
