@@ -36,12 +36,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_speed import refloop_images_per_second  # noqa: E402
+from engine_speed import engine_images_per_second, refloop_images_per_second  # noqa: E402
 
-from skad_transfer.data.corpora import OutlierCorpus  # noqa: E402
-from skad_transfer.engine import Precision, TrainingData, TrainSettings, apply_batched, resolve_device, train  # noqa: E402
+from skad_transfer.engine import Precision, apply_batched, resolve_device  # noqa: E402
 from skad_transfer.nn import resnet26  # noqa: E402
-from skad_transfer.objectives import oe_bce_objective  # noqa: E402
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 PAPER_IMAGES = 100 * 2 * 5000  # 100 epochs of 5,000 normal + 5,000 OE images
@@ -65,29 +63,10 @@ def _sync(device: torch.device) -> None:
 def train_throughput(width: int, steps: int, precision: str, compiled: bool, device: torch.device) -> dict:
     """img/s of the engine over ``steps`` steps of 64 normal + 64 OE images, after 2 warm-up steps
     (with ``compile=True``, the detectors' ``torch.compile`` path, 5: compilation happens in the
-    first ones)."""
-    warmup = 5 if compiled else 2
-    rng = np.random.default_rng(0)
-    normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + warmup), 3, 32, 32), dtype=np.uint8))
-    corpus = OutlierCorpus(rng.integers(0, 256, (5000, 32, 32, 3), dtype=np.uint8))
-    network = resnet26(width=width)
-    data = TrainingData(normal, corpus, device, 32)
-    stamps = []
-    normal_batch = data.normal_batch
-
-    def timed_normal_batch(rows):
-        # Each step starts by gathering its normal batch, outside the (possibly compiled) objective.
-        _sync(device)
-        stamps.append(time.perf_counter())
-        return normal_batch(rows)
-
-    data.normal_batch = timed_normal_batch
-    settings = TrainSettings(epochs=1, batch_size=128, lr=0.1, precision=precision, compile=compiled, device=device)
+    first ones); :func:`engine_speed.engine_images_per_second` with the peak GPU memory."""
     _peak_memory_reset(device)
-    train(network, data, oe_bce_objective, list(network.parameters()), settings, mean=MEAN, std=STD)
-    _sync(device)
-    end = time.perf_counter()
-    return {"images_per_second": 128 * steps / (end - stamps[warmup]), "peak_memory_mib": _peak_memory_mib(device)}
+    images_per_second, _ = engine_images_per_second(width, steps, precision, device, compiled=compiled)
+    return {"images_per_second": images_per_second, "peak_memory_mib": _peak_memory_mib(device)}
 
 
 def scoring_seconds(width: int, n_images: int, device: torch.device) -> dict:
