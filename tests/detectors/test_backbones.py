@@ -5,7 +5,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from torchvision.models import get_model
 
@@ -97,7 +96,6 @@ def test_grid_search_over_backbones(data):
     best = grid.best_estimator_
     assert best.backbone == grid.best_params_["backbone"]
     assert type(best.network_).__name__ == {"resnet26": "ResNet26", "resnet18": "TorchvisionResNet"}[best.backbone]
-    assert 0 <= roc_auc_score(y_test, best.score_samples(X_test)) <= 1
 
 
 @pytest.mark.parametrize("layer, dim", [("stem", 64), ("stage4", 512), ("pooled", 512)])

@@ -30,4 +30,4 @@ def test_compiled_training_matches_eager_training(easy_problem, monkeypatch):
     assert len(compiled) == 1 and compiled[0].__name__ == "oe_bce_objective"
     # Inductor fuses and reorders float sums: equal up to rounding after 4 SGD steps, not bitwise.
     np.testing.assert_allclose(fast.score_samples(X_test[:8]), eager.score_samples(X_test[:8]), atol=1e-3)
-    assert fast.get_params()["compile"] is True and "compile" not in repr(eager)
+    assert fast.get_params()["compile"] is True
