@@ -5,12 +5,13 @@
 Writes ``OUT_DIR/device_suite.json`` and ``OUT_DIR/device_suite.md`` with:
 
 * training throughput (img/s) of the engine at widths 16 and 64, in the device's "auto" precision
-  (bf16 autocast and channels_last on CUDA) and float32, with and without ``torch.compile``, against
+  (bf16 autocast and channels_last on CUDA) and float32, with and without ``torch.compile`` (in the "auto"
+  precision only: each compilation costs about a minute), against
   the reference-style loop (``REFLOOP`` or ``$SKAD_REFLOOP``: per-image PIL transforms in a DataLoader,
   fp32; ``python REFLOOP WIDTH STEPS DEVICE`` printing ``<number> img/s``) on the same device;
 * the projected wall time of the paper's fit (100 epochs of 5,000 normal + 5,000 OE images at width
   64) from the best width-64 throughput;
-* scoring time for 10,000 images at width 64 (``score_samples``' path: padded batches, autocast);
+* scoring time for 10,000 images at widths 16 and 64 (``score_samples``' path: padded batches, autocast);
 * pretraining throughput (``pretrain``, width 16, random labelled images);
 * peak GPU memory of each measurement.
 
@@ -92,7 +93,7 @@ def pretrain_throughput(width: int, n_images: int, device: torch.device) -> dict
         _, record = pretrain(X, y, output=Path(folder) / "t.pth", width=width, epochs=2, val_fraction=0.0,
                              device=device, verbose=False)
     second = record.meta["history"][-1]  # the first epoch includes warm-up
-    return {"images_per_second": second["images_per_second"], "precision": record.meta["precision"],
+    return {"width": width, "images_per_second": second["images_per_second"], "precision": record.meta["precision"],
             "peak_memory_mib": _peak_memory_mib(device)}
 
 
@@ -103,31 +104,46 @@ def _attempt(function, *args) -> dict:
         return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
 
 
-def run_suite(device: torch.device, *, smoke: bool, refloop: str | None) -> dict:
+def run_suite(device: torch.device, *, smoke: bool, refloop: str | None, steps: int | None = None,
+              on_update=lambda result: None) -> dict:
+    """Every measurement in turn; ``on_update(result)`` after each one, so that a run stopped at a
+    time limit keeps what it measured."""
     widths = (4,) if smoke else (16, 64)
-    steps = 3 if smoke else 40
+    if steps is None:
+        # A GPU step at width 16 takes a few milliseconds: 100 steps time well past launch jitter.
+        steps = 3 if smoke else (100 if device.type == "cuda" else 40)
     auto = "bfloat16" if Precision.resolve(device).autocast_dtype == torch.bfloat16 else "float32"
     result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "auto_precision": auto, "smoke": smoke, "training": []}
+              "threads": torch.get_num_threads(), "auto_precision": auto, "smoke": smoke, "steps": steps,
+              "training": [], "scoring": [], "paper_fit_projection": None, "pretraining": None}
+
+    def record(section: str, entry: dict) -> None:
+        result[section].append(entry)
+        print(json.dumps(entry), flush=True)
+        on_update(result)
+
     for width in widths:
         reference = None
         if refloop:
             reference = _attempt(lambda: {"images_per_second": refloop_images_per_second(refloop, width, steps, device)})
-        result["training"].append({"width": width, "loop": "reference (DataLoader + PIL)", "precision": "float32",
-                                   "compile": False, **(reference or {"error": "no --refloop given"})})
+        record("training", {"width": width, "loop": "reference (DataLoader + PIL)", "precision": "float32",
+                            "compile": False, **(reference or {"error": "no --refloop given"})})
         for precision in dict.fromkeys((auto, "float32")):  # one row when "auto" is float32 (CPUs without bf16)
-            for compiled in ((False,) if smoke else (False, True)):  # compiling costs a minute: not in smoke
+            # Compiling costs a minute per configuration: only the "auto" precision, and not in smoke.
+            for compiled in ((False, True) if precision == auto and not smoke else (False,)):
                 entry = _attempt(train_throughput, width, steps, precision, compiled, device)
-                result["training"].append({"width": width, "loop": "engine", "compile": compiled,
-                                           "precision": precision, **entry})
+                record("training", {"width": width, "loop": "engine", "compile": compiled, "precision": precision,
+                                    **entry})
     wide = max(widths)
     best = max((e["images_per_second"] for e in result["training"]
                 if e["width"] == wide and e["loop"] == "engine" and "images_per_second" in e), default=None)
     result["paper_fit_projection"] = None if best is None else {
         "width": wide, "images": PAPER_IMAGES, "images_per_second": best, "seconds": PAPER_IMAGES / best}
-    result["scoring"] = _attempt(scoring_seconds, wide, 256 if smoke else 10_000, device)
+    for width in widths:
+        record("scoring", {"width": width, **_attempt(scoring_seconds, width, 256 if smoke else 10_000, device)})
     result["pretraining"] = _attempt(pretrain_throughput, 4 if smoke else 16, 64 if smoke else 20_000, device)
+    on_update(result)
     return result
 
 
@@ -148,12 +164,14 @@ def markdown(result: dict) -> str:
     if projection:
         lines += ["", f"Paper fit (100 epochs x 10,000 images, width {projection['width']}), projected from the best "
                       f"engine throughput ({projection['images_per_second']:.0f} img/s): {projection['seconds']:.0f} s"]
-    scoring = result["scoring"]
-    lines.append(f"Scoring {scoring.get('n_images', '?')} images (auto precision): "
-                 + (f"{scoring['seconds']:.2f} s" if "seconds" in scoring else scoring["error"]))
+    for scoring in result["scoring"]:
+        lines.append(f"Scoring {scoring.get('n_images', '?')} images at width {scoring['width']} (auto precision): "
+                     + (f"{scoring['seconds']:.2f} s" if "seconds" in scoring else scoring["error"]))
     pre = result["pretraining"]
-    lines.append("Pretraining throughput: " + (f"{pre['images_per_second']:.0f} img/s ({pre['precision']})"
-                                               if "images_per_second" in pre else pre["error"]))
+    if pre is not None:
+        lines.append("Pretraining throughput: " + (
+            f"{pre['images_per_second']:.0f} img/s at width {pre['width']} ({pre['precision']})"
+            if "images_per_second" in pre else pre["error"]))
     return "\n".join(lines) + "\n"
 
 
@@ -165,18 +183,23 @@ def main(argv=None) -> int:
     parser.add_argument("--refloop", default=os.environ.get("SKAD_REFLOOP"),
                         help="the reference loop script (default $SKAD_REFLOOP; without it the ratio is left out)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script, measures nothing")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed training steps per measurement (default 100 on CUDA, 40 on the CPU, 3 with --smoke)")
     args = parser.parse_args(argv)
     device = torch.device("cpu") if args.smoke else resolve_device(args.device)
     if args.refloop and not os.path.isfile(args.refloop):
         parser.error(f"--refloop {args.refloop}: no such file")
     started = time.perf_counter()
-    result = run_suite(device, smoke=args.smoke, refloop=args.refloop)
-    result["suite_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "device_suite.json").write_text(json.dumps(result, indent=1))
-    text = markdown(result)
-    (args.out / "device_suite.md").write_text(text)
-    print(text)
+
+    def write(result: dict) -> None:
+        result["suite_seconds"] = time.perf_counter() - started
+        (args.out / "device_suite.json").write_text(json.dumps(result, indent=1))
+        (args.out / "device_suite.md").write_text(markdown(result))
+
+    result = run_suite(device, smoke=args.smoke, refloop=args.refloop, steps=args.steps, on_update=write)
+    write(result)
+    print(markdown(result))
     print(f"suite: {result['suite_seconds']:.0f} s; wrote {args.out / 'device_suite.json'}")
     return 0
 

@@ -20,7 +20,8 @@ def test_device_suite_smoke_writes_every_measurement(tmp_path):
     assert engine and all(e["images_per_second"] > 0 for e in engine)
     assert result["training"][0]["error"] == "no --refloop given"  # the reference row says why it is empty
     assert result["paper_fit_projection"]["seconds"] > 0
-    assert result["scoring"]["seconds"] > 0 and result["scoring"]["n_images"] == 256
+    assert [s["width"] for s in result["scoring"]] == [4]
+    assert result["scoring"][0]["seconds"] > 0 and result["scoring"][0]["n_images"] == 256
     assert result["pretraining"]["images_per_second"] > 0
     table = (tmp_path / "device_suite.md").read_text()
     assert "SMOKE" in table and "| 4 | engine | float32 | no |" in table
