@@ -122,3 +122,23 @@ def test_diagonal_fisher_with_sampled_labels():
     assert fisher["weight"].item() == pytest.approx(0.25) and fisher["bias"].item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="unknown parameter"):
         diagonal_fisher(model, torch.ones(5, 1), ["nope"])
+
+
+def test_l2_sp_matches_the_per_tensor_formula_and_its_gradient():
+    # The foreach implementation against the plain autograd expression, over tensors of mixed shapes.
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(4, 3, 3, 3), (4,), (8, 4, 1, 1), (1,)]
+    params = [torch.randn(s, generator=generator, requires_grad=True) for s in shapes]
+    anchors = [torch.randn(s, generator=generator) for s in shapes]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    for squared in (True, False):
+        for tensors in (params, copies):
+            for t in tensors:
+                t.grad = None
+        l2_sp(params, anchors, squared=squared).mul(3.0).backward()
+        total = sum(((c - a) ** 2).sum() for c, a in zip(copies, anchors))
+        (3.0 * (total if squared else total.sqrt())).backward()
+        for p, c in zip(params, copies):
+            torch.testing.assert_close(p.grad, c.grad, rtol=1e-5, atol=1e-6)
+    assert l2_sp(params, anchors).item() == pytest.approx(
+        sum(((p - a) ** 2).sum() for p, a in zip(params, anchors)).item(), rel=1e-6)
