@@ -537,6 +537,9 @@ def run_epochs(
             start_epoch, history = _resume(checkpointing, network, optimizer, scheduler)
             if history and history[-1].get("stopped_early"):
                 start_epoch = epochs
+    # Reading the loss back (the divergence check, the progress bar's loss) synchronises a GPU,
+    # whose steps are bound by kernel launches: there only every 25 steps.
+    readback_every = 25 if device.type == "cuda" else 1
     every = CHECKPOINT_EVERY if checkpointing is None or checkpointing.every is None else checkpointing.every
     model = dist.wrap(network)
     verbose = progress.verbose and dist.is_main
@@ -566,13 +569,12 @@ def run_epochs(
                         sums[name] = sums.get(name, 0) + value.detach()
                     seen += out.images
                     steps += 1
-                    # Reading the loss back synchronises a GPU, so only every 25 steps there; DDP
-                    # ranks must agree to stop, so they check the reduced loss after the epoch.
-                    if not dist.enabled and (device.type == "cpu" or step % 25 == 24):
+                    # DDP ranks must agree to stop, so they check the reduced loss after the epoch.
+                    if not dist.enabled and (step + 1) % readback_every == 0:
                         if not math.isfinite(loss_sum.item()):
                             raise _diverged(loss_sum.item(), epoch, step, lr, advice)
                     bar.update(1)
-                    if verbose and step % 10 == 0:
+                    if verbose and (step + 1) % max(readback_every, 10) == 0:
                         bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss_sum.item() / seen:.4f}",
                                         **{k: f"{float(v) / seen:.4g}" for k, v in sums.items()}, refresh=False)
                 if device.type == "cuda":
