@@ -36,7 +36,8 @@ class _SquaredDistance(torch.autograd.Function):
     Written with autograd per tensor, the penalty over a ResNet26's ~80 parameter tensors added about
     1,200 operators to every training step (85% more than the network's forward and backward,
     ``benchmarks/step_ops.py``). On a GPU a step of 128 small images is bound by kernel launches:
-    there an ADIB fit ran at half the img/s of the same training loop without the penalty.
+    there a 100-epoch ADIB fit ran at half the img/s of the device suite's engine rows (the same
+    loop, without the penalty or the fit's setup).
     """
 
     @staticmethod
