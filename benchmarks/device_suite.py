@@ -198,7 +198,6 @@ def main(argv=None) -> int:
         (args.out / "device_suite.md").write_text(markdown(result))
 
     result = run_suite(device, smoke=args.smoke, refloop=args.refloop, steps=args.steps, on_update=write)
-    write(result)
     print(markdown(result))
     print(f"suite: {result['suite_seconds']:.0f} s; wrote {args.out / 'device_suite.json'}")
     return 0
