@@ -2,8 +2,9 @@
 
 The user guide, design notes, benchmarks and weights pages are the Markdown files of ``docs/`` (MyST);
 the API reference is generated from the docstrings (autodoc + numpydoc, ``docs/reference.rst``); the
-examples of ``examples/`` are a sphinx-gallery, executed when ``SKAD_DOCS_RUN_EXAMPLES=1`` (they train
-networks: minutes on a CPU) and shown as code otherwise.
+examples of ``examples/`` are a sphinx-gallery, executed with their figures when
+``SKAD_DOCS_RUN_EXAMPLES=1`` (they train networks: minutes on a CPU), at tiny settings when
+``SKAD_DOCS_RUN_EXAMPLES=smoke`` (seconds; ``docs/gallery_argv.py``), and shown as code otherwise.
 """
 
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # gallery_argv, named by string so the config stays picklable
 
 import skad_transfer  # noqa: E402
 
@@ -51,6 +53,7 @@ sphinx_gallery_conf = {
     "plot_gallery": os.environ.get("SKAD_DOCS_RUN_EXAMPLES", "") not in ("", "0"),
     "download_all_examples": False,
     "remove_config_comments": True,
+    "reset_argv": "gallery_argv.example_argv",
 }
 
 html_theme = "alabaster"

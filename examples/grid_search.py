@@ -7,13 +7,15 @@ GridSearchCV over alpha and two outlier-exposure corpora given by path, with the
     python examples/grid_search.py [--epochs 2] [--n 300] [--weights default|none --width 8] [--workdir DIR]
 
 Labels follow scikit-learn: +1 normal, -1 anomaly; StratifiedKFold keeps both in every fold, and
-each fold's fit trains on its normal rows only.
+each fold's fit trains on its normal rows only. The figure shows each grid point's cross-validated
+AUC (mean and standard deviation over the folds).
 """
 
 import argparse
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -44,6 +46,15 @@ search = GridSearchCV(ADIBDetector(weights=weights, width=args.width, epochs=arg
                       scoring="roc_auc",
                       cv=StratifiedKFold(3, shuffle=True, random_state=0))
 search.fit(X, y)
-for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+results = search.cv_results_
+print("mean cross-validated AUC (normal = positive class), per grid point:")
+for params, score in zip(results["params"], results["mean_test_score"]):
     print(f"{score:.3f}  {params}")
 print("best_params_:", search.best_params_)
+
+labels = [f"alpha={p['alpha']:g}\n{Path(p['outlier_exposure']).stem}" for p in results["params"]]
+fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
+ax.bar(range(len(labels)), results["mean_test_score"], yerr=results["std_test_score"], capsize=4, color="0.6")
+ax.set_xticks(range(len(labels)), labels)
+ax.set(ylabel="cross-validated AUC", ylim=(0, 1), title="GridSearchCV over alpha and OE corpora")
+plt.show()

@@ -1,5 +1,7 @@
 """The API reference is generated from the docstrings and kept in sync."""
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,14 +78,19 @@ def test_python_blocks_of_the_user_docs_run_as_pasted(page, tmp_path, monkeypatc
 
 def test_docs_site_builds_without_a_warning(tmp_path):
     """The Sphinx site (user guide, API reference from the docstrings, examples gallery) builds with
-    warnings as errors, as the README's docs command runs it."""
+    warnings as errors, as the README's docs command runs it; the gallery runs every example (at its
+    smoke settings) and shows its figure."""
     for module in ("sphinx", "numpydoc", "myst_parser", "sphinx_gallery"):
         pytest.importorskip(module)
     done = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d",
                            str(tmp_path / "doctrees"), str(ROOT / "docs"), str(tmp_path / "html")],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "SKAD_DOCS_RUN_EXAMPLES": "smoke", "MPLBACKEND": "Agg"})
     assert done.returncode == 0, done.stderr[-3000:]
     reference = (tmp_path / "html" / "generated" / "skad_transfer.ADIBDetector.html").read_text()
     for method in ("fit", "score_samples", "decision_function", "predict"):
         assert f'id="skad_transfer.ADIBDetector.{method}"' in reference
-    assert (tmp_path / "html" / "auto_examples" / "quickstart.html").is_file()
+    for example in json.loads((ROOT / "examples" / "smoke_args.json").read_text()):
+        page = (tmp_path / "html" / "auto_examples" / example.replace(".py", ".html")).read_text()
+        figure = f"sphx_glr_{example[:-3]}_001.png"
+        assert figure in page and (tmp_path / "html" / "_images" / figure).is_file(), f"{example}: no figure"
