@@ -30,6 +30,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 import torch
+from scipy import optimize, special
 from torch import nn
 
 from .data.augment import normalize
@@ -153,10 +154,20 @@ class Loss:
         """Per-image normality score of a normalised batch (higher = more normal): the negated logit."""
         return -network(x).reshape(len(x), -1)[:, 0]
 
-    def auto_offset(self, training_scores: Callable[[], np.ndarray]) -> float:
-        """``offset_`` for ``contamination="auto"``; ``training_scores()`` scores the training images."""
-        # The logit's own boundary: sigmoid(logit) = 1/2 between "normal" and "OE-like".
-        return 0.0
+    def auto_offset(self, normal_scores: Callable[[], np.ndarray],
+                    outlier_scores: Callable[[], np.ndarray] | None) -> float:
+        """``offset_`` for ``contamination="auto"``.
+
+        ``normal_scores()`` scores normal images (the held-out ones with ``validation_fraction``,
+        else the training images), ``outlier_scores()`` as many OE images (None without OE).
+
+        The logit's own boundary, sigmoid(logit) = 1/2, with the logit's shift refitted: the shift
+        ``b`` that minimises eq. (1) over these scores (normal and OE weighted equally, as in a
+        training batch), and ``offset_ = -b``. Once training has converged, the head's bias already
+        minimises eq. (1) and ``b`` is ~0; after a short fit it is not, and logit 0 could call every
+        image anomalous.
+        """
+        return -_refitted_logit_shift(-normal_scores(), -outlier_scores())
 
 
 class OutlierExposureBCE(Loss):
@@ -180,8 +191,42 @@ class HypersphereLoss(Loss):
     def normality(self, network, x):
         return -pseudo_huber(network(x))
 
-    def auto_offset(self, training_scores):
-        return -math.log(2.0)
+    def auto_offset(self, normal_scores, outlier_scores):
+        # Anomaly probability 1/2 (h = log 2) on h rescaled by the scale that minimises the HSC loss
+        # over these scores: the same refit as eq. (1)'s shift (see Loss.auto_offset).
+        return -math.log(2.0) / _refitted_distance_scale(-normal_scores(), -outlier_scores())
+
+
+def _refitted_logit_shift(normal_logits: np.ndarray, outlier_logits: np.ndarray) -> float:
+    """The shift ``b`` minimising eq. (1) of ``logits - b`` (normal -> 0, OE -> 1, the two sets
+    weighted equally): the root of its derivative in ``b``, which increases from -1 to 1."""
+    def derivative(b):
+        return special.expit(b - outlier_logits).mean() - special.expit(normal_logits - b).mean()
+
+    every = np.concatenate([normal_logits, outlier_logits])
+    return float(optimize.brentq(derivative, every.min() - 50.0, every.max() + 50.0, xtol=1e-9))
+
+
+def _refitted_distance_scale(normal_h: np.ndarray, outlier_h: np.ndarray) -> float:
+    """The scale ``u > 0`` minimising the HSC loss of ``u * h``: ``u * mean(normal h)`` plus
+    ``mean(-log(1 - exp(-u * outlier h)))``, convex in ``u``; its derivative
+    ``mean(normal h) - mean(outlier h / expm1(u * outlier h))`` increases from -inf (``u -> 0``) to
+    ``mean(normal h)``. 1 (no refit) when that is 0: every normal image at the centre."""
+    normal_mean = float(normal_h.mean())
+    if not normal_mean > 0.0:
+        return 1.0
+
+    def derivative(log_u):
+        u = math.exp(log_u)
+        with np.errstate(over="ignore"):  # expm1 -> inf far from the centre: h / inf = 0, as it should
+            ratio = np.divide(outlier_h, np.expm1(u * outlier_h), out=np.full_like(outlier_h, 1.0 / u),
+                              where=outlier_h > 0)  # h / expm1(u h) -> 1 / u as h -> 0
+        return normal_mean - float(ratio.mean())
+
+    low, high = -60.0, 60.0
+    if derivative(high) <= 0.0:  # only with OE images at the centre itself: no scale separates them
+        return 1.0
+    return math.exp(optimize.brentq(derivative, low, high, xtol=1e-9))
 
 
 def hsc_objective(network, x_normal: torch.Tensor, x_outlier: torch.Tensor) -> torch.Tensor:
@@ -201,9 +246,9 @@ class _DistanceLoss(Loss):
         center = torch.as_tensor(self.center, device=features.device)
         return -((features - center) ** 2).sum(dim=1)
 
-    def auto_offset(self, training_scores):
+    def auto_offset(self, normal_scores, outlier_scores):
         # No boundary of its own: Ruff et al.'s soft-boundary radius at nu = AUTO_QUANTILE.
-        return float(np.percentile(training_scores(), 100.0 * AUTO_QUANTILE))
+        return float(np.percentile(normal_scores(), 100.0 * AUTO_QUANTILE))
 
 
 class DeepSVDDLoss(_DistanceLoss):

@@ -38,10 +38,51 @@ def test_scores_and_auto_thresholds(network):
         distances = ((pooled_features(network, x) - torch.from_numpy(center)) ** 2).sum(dim=1)
         for loss in (DeepSVDDLoss(center=center), DOCLoss(center=center)):
             torch.testing.assert_close(loss.normality(network, x), -distances)
-    assert OutlierExposureBCE().auto_offset(lambda: 1 / 0) == 0.0  # never scores the training set
-    assert HypersphereLoss().auto_offset(lambda: 1 / 0) == -math.log(2.0)
     scores = np.arange(100.0)
-    assert DeepSVDDLoss().auto_offset(lambda: scores) == pytest.approx(np.percentile(scores, 100 * AUTO_QUANTILE))
+    assert DeepSVDDLoss().auto_offset(lambda: scores, None) == pytest.approx(
+        np.percentile(scores, 100 * AUTO_QUANTILE))
+    assert DOCLoss().auto_offset(lambda: scores, lambda: 1 / 0) == pytest.approx(  # never scores OE images
+        np.percentile(scores, 100 * AUTO_QUANTILE))
+
+
+def bce(logits, targets):
+    return np.mean(np.logaddexp(0.0, logits) - targets * logits)
+
+
+def test_bce_auto_threshold_refits_the_logit_shift():
+    rng = np.random.default_rng(0)
+    normal, outlier = -rng.normal(-2.0, 1.0, 400), -rng.normal(3.0, 2.0, 300)  # scores = -logits
+    offset = OutlierExposureBCE().auto_offset(lambda: normal, lambda: outlier)
+    # offset_ = -b for the b that minimises eq. (1) of (logit - b), both sets weighted equally.
+    loss = lambda b: bce(-normal - b, 0.0) + bce(-outlier - b, 1.0)  # noqa: E731
+    assert loss(-offset) < min(loss(-offset + d) for d in (-1e-3, 1e-3))
+    # A head bias that has not converged (every logit shifted) leaves the decisions where they were:
+    # the offset moves with the scores, which logit 0 (the old "auto") did not.
+    for shift in (-7.0, 5.0):
+        moved = OutlierExposureBCE().auto_offset(lambda: normal + shift, lambda: outlier + shift)
+        assert moved == pytest.approx(offset + shift, abs=1e-6)
+    # Symmetric sets: the boundary is halfway, where logit 0 already was.
+    assert OutlierExposureBCE().auto_offset(lambda: np.r_[1.0, 3.0], lambda: np.r_[-1.0, -3.0]) == pytest.approx(0.0)
+
+
+def hsc(h, normal):
+    return np.mean(h) if normal else np.mean(-np.log(-np.expm1(-h)))
+
+
+def test_hsc_auto_threshold_refits_the_scale_of_h():
+    rng = np.random.default_rng(0)
+    normal_h, outlier_h = rng.gamma(2.0, 0.2, 400), rng.gamma(4.0, 1.0, 300)
+    offset = HypersphereLoss().auto_offset(lambda: -normal_h, lambda: -outlier_h)
+    # The boundary is anomaly probability 1 - exp(-u h) = 1/2 for the u that minimises the HSC loss of u h.
+    u = math.log(2.0) / -offset
+    loss = lambda u: hsc(u * normal_h, True) + hsc(u * outlier_h, False)  # noqa: E731
+    assert loss(u) < min(loss(u * f) for f in (0.999, 1.001))
+    # h measured in other units moves the boundary with it.
+    for scale in (1e-3, 50.0):
+        moved = HypersphereLoss().auto_offset(lambda: -scale * normal_h, lambda: -scale * outlier_h)
+        assert moved == pytest.approx(scale * offset, rel=1e-6)
+    # Every normal image at the centre: nothing to refit, the fixed boundary h = log 2.
+    assert HypersphereLoss().auto_offset(lambda: np.zeros(3), lambda: -outlier_h) == pytest.approx(-math.log(2.0))
 
 
 def test_distance_losses_need_a_backbone():

@@ -77,7 +77,10 @@ class ADIBDetector(TransferDetector):
     weight_decay : float, default=1e-4
         Applied by SGD to every trainable parameter, as in the paper.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. ``"auto"``: 0, the logit's own boundary (anomaly probability 1/2). A float:
+        Sets ``offset_``. ``"auto"``: the logit's own boundary (anomaly probability 1/2), with the
+        logit's shift refitted after training to minimise eq. (1) over normal and OE images (the
+        held-out ones with ``validation_fraction``, else the training images and as many corpus
+        images): ~0 once training has converged, and a usable boundary after a short fit too. A float:
         that fraction of the held-out normal images (``validation_fraction``) falls below the
         threshold, i.e. the expected false-alarm rate on new normal images; without
         ``validation_fraction``, that fraction of the *training* images, which the network has

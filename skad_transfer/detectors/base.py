@@ -572,11 +572,28 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         X_offset = X if X_val is None else X_val
         self.n_validation_ = 0 if X_val is None else int(X_val.shape[0])
         if self.contamination == "auto":
-            self.offset_ = float(loss.auto_offset(lambda: self._score(X_offset)))
+            self.offset_ = float(loss.auto_offset(lambda: self._score(X_offset),
+                                                  self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)))
         else:
             self.offset_ = float(np.percentile(self._score(X_offset), 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
         return self
+
+    def _outlier_scorer(self, data: TrainingData, oe_val, n: int, seed: int):
+        """``outlier_scores()`` for :meth:`Loss.auto_offset`: scores of the held-out OE images (with
+        ``validation_fraction``), else of up to ``n`` corpus images drawn with the fit's seed, each
+        as training presented it (harmonised, JPEG round trip done); None without OE."""
+        if oe_val is not None:
+            return lambda: self._score(data.harmonize(*oe_val), roundtrip=False)
+        if data.corpus is None:
+            return None
+
+        def outlier_scores():
+            n_outlier = len(data.corpus)
+            rows = np.sort(np.random.default_rng([seed, 4]).choice(n_outlier, size=min(n, n_outlier), replace=False))
+            return self._score(data.outlier_batch(torch.as_tensor(rows)), roundtrip=False)
+
+        return outlier_scores
 
     def _continue_from(self, network: nn.Module, fitted: nn.Module) -> None:
         """Load the fitted network's weights into ``network`` (built for this fit), for ``warm_start``."""
@@ -729,14 +746,15 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return digest.hexdigest()
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, images: torch.Tensor) -> np.ndarray:
+    def _score(self, images: torch.Tensor, *, roundtrip: bool = True) -> np.ndarray:
+        """Normality scores; ``roundtrip=False`` for images whose JPEG round trip is already done."""
         network = self.network_
         # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
         loss = self._recipe().make_loss(center=getattr(self, "center_", None))
         scores = apply_batched(lambda x: loss.normality(network, x), images, device=self.device_, mean=self.mean_,
                                std=self.std_, input_size=self.input_size_, precision=self.precision,
                                # A model pickled before jpeg_quality existed was trained without it.
-                               jpeg_quality=getattr(self, "jpeg_quality_", None),
+                               jpeg_quality=getattr(self, "jpeg_quality_", None) if roundtrip else None,
                                progress=f"{type(self).__name__} scoring" if self.verbose else None)
         return scores.double().numpy()
 

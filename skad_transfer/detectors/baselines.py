@@ -151,7 +151,9 @@ class HSCDetector(_Baseline):
     Parameters
     ----------""" + _SHARED_DOC + """
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. ``"auto"``: ``-log 2``, where the anomaly probability is 1/2. A float: that
+        Sets ``offset_``. ``"auto"``: where the anomaly probability ``1 - exp(-u h)`` is 1/2, with the
+        scale ``u`` of ``h`` refitted after training to minimise the HSC loss over normal and OE
+        images (as for :class:`~skad_transfer.ADIBDetector`'s shift): ``-log(2) / u``. A float: that
         fraction of the training images (of the held-out normal images with ``validation_fraction``)
         falls below the threshold.
 

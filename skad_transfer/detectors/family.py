@@ -93,8 +93,10 @@ weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
 match_outlier_exposure, match_histograms, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
-        Sets ``offset_``. ``"auto"``: the model's own boundary where it has one (``"bce"``: logit 0,
-        ``"hsc"``: anomaly probability 1/2, i.e. ``h = log 2``); for ``"dsvdd"`` and ``"doc"``, which
+        Sets ``offset_``. ``"auto"``: the model's own boundary where it has one, refitted after
+        training on normal and OE scores (``"bce"``: logit 0 with a refitted shift, ``"hsc"``: anomaly
+        probability 1/2 with a refitted scale of ``h``; see :class:`~skad_transfer.ADIBDetector` and
+        :class:`~skad_transfer.HSCDetector`); for ``"dsvdd"`` and ``"doc"``, which
         have none, the 10% quantile of the training scores (Ruff et al.'s soft-boundary radius at
         nu = 0.1). A float: that fraction of the training images falls below the threshold (of the
         held-out normal images with ``validation_fraction``, as for the quantile of ``"auto"``).

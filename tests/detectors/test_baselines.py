@@ -105,8 +105,11 @@ def test_hsc_fits_scores_and_has_a_probability_boundary(easy_problem):
     det = HSCDetector(**TINY).fit(X_normal, X_outlier)
     scores = det.score_samples(X_test)
     assert roc_auc_score(y_test, scores) > 0.8 and np.all(scores <= 0)
-    assert det.offset_ == pytest.approx(-math.log(2))
-    assert np.array_equal(det.predict(X_test) == -1, 1 - np.exp(scores) > 0.5)  # anomaly probability 1 - exp(-h)
+    # "auto": anomaly probability 1 - exp(-u h) = 1/2, with u the scale that minimises the HSC loss
+    # over the training images and the corpus (all of it here, as training saw it: histograms matched).
+    u = math.log(2.0) / -det.offset_
+    assert det.offset_ < 0 and np.array_equal(det.predict(X_test) == -1, 1 - np.exp(u * scores) > 0.5)
+    assert np.mean(det.predict(X_test[y_test == 1]) == -1) < 0.2 < 0.8 < np.mean(det.predict(X_test[y_test == -1]) == -1)
 
 
 def test_doc_uses_theta0_classifier_as_reference_task(easy_problem, theta0):

@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import TINY
 from skad_transfer import ADIBDetector, ADRADetector, resnet26
+from skad_transfer.losses import OutlierExposureBCE
 
 DETECTORS = [ADIBDetector, ADRADetector]
 
@@ -84,8 +85,19 @@ def test_contamination_sets_the_offset(easy_problem):
     X_normal, X_outlier, _, _ = easy_problem
     det = ADIBDetector(**TINY, contamination=0.1).fit(X_normal, X_outlier)
     assert np.mean(det.predict(X_normal) == -1) == pytest.approx(0.1, abs=0.02)
-    auto = ADIBDetector(**TINY).fit(X_normal, X_outlier)
-    assert auto.offset_ == 0.0
+
+
+def test_auto_threshold_is_the_refitted_boundary_of_normal_vs_oe(easy_problem):
+    X_normal, X_outlier, X_test, y_test = easy_problem
+    # One epoch of a random-init width-4 network: logit 0 (the old "auto") is no boundary yet; here it
+    # called every test image anomalous, normal ones included.
+    auto = ADIBDetector(**TINY, match_histograms=False).fit(X_normal, X_outlier)
+    # Without validation_fraction: the training images and (here all of) the corpus, as training saw them.
+    expected = OutlierExposureBCE().auto_offset(lambda: auto.score_samples(X_normal),
+                                                lambda: auto.score_samples(X_outlier))
+    assert auto.offset_ == pytest.approx(expected, rel=1e-5, abs=1e-6) and auto.offset_ != 0.0
+    assert np.mean(auto.predict(X_test[y_test == 1]) == -1) < 0.2
+    assert np.mean(auto.predict(X_test[y_test == -1]) == -1) > 0.5
 
 
 @pytest.mark.parametrize("Detector", DETECTORS)

@@ -11,6 +11,12 @@ network amplify last-bit differences, most of all in DSVDD and HSC. Switching CP
 NCHW to channels_last, whose BatchNorm sums its batch statistics in another order, moved ADIB's
 pins by at most 4e-4 (relative) but DSVDD's by up to 7% (2e-3 after one step). A CPU whose kernels differ may need its own
 pins; a refactor that keeps the kernels must keep these.
+
+On a second CPU (an AMD EPYC with AVX-512 BF16, still float32 and one thread) the ADIB, ADRA and
+DSVDD pins held to 1e-5, the HSC and DOC ones moved by up to 4.5e-3 (relative): those cases are
+checked to :data:`KERNEL_SENSITIVE_RTOL`, which still catches a change of what they compute (a
+changed loss or threshold moves them by far more). The ``offset_`` pins of ``contamination="auto"``
+were computed on that second CPU when "auto" became the refitted boundary.
 """
 
 import inspect
@@ -49,20 +55,24 @@ CASES = {
                                         "ewc_lambda": 10.0}),
 }
 
+KERNEL_SENSITIVE = {"doc", "family-hsc-ewc", "hsc", "hsc-l2sp"}
+KERNEL_SENSITIVE_RTOL = 1e-2
+OFFSET_RTOL = 1e-4  # offset_ is a root found from 256 training scores, each pinned to 1e-5
+
 # score_samples of X_test[[0, 1, 40, 41]] (two normal, two anomalous) and offset_, per case.
 PINNED = {
-    "adib": ([-0.076787949, -0.045590755, -0.062742062, -1.49562], 0),
-    "adib-ewc": ([-0.079592288, -0.044861473, -0.06633468, -1.4789231], 0),
-    "adib-l2sp-ref": ([-0.077214435, -0.045683578, -0.063912913, -1.4906272], 0),
-    "adib-matched": ([-0.10538042, -0.13597435, -0.1412205, -4.7629385], 0),
-    "adra": ([-0.080697864, -0.045918636, -0.067103796, -1.4702569], 0),
+    "adib": ([-0.076787949, -0.045590755, -0.062742062, -1.49562], -0.39772453),
+    "adib-ewc": ([-0.079592288, -0.044861473, -0.06633468, -1.4789231], -0.39318095),
+    "adib-l2sp-ref": ([-0.077214435, -0.045683578, -0.063912913, -1.4906272], -0.39426321),
+    "adib-matched": ([-0.10538042, -0.13597435, -0.1412205, -4.7629385], -0.43679082),
+    "adra": ([-0.080697864, -0.045918636, -0.067103796, -1.4702569], -0.3848152),
     "doc": ([-0.0088368291, -0.0020130193, -0.0065211491, -13.949392], -0.0073124415),
     "dsvdd": ([-0.82130545, -0.9437331, -0.95314103, -2754.2188], -1.0642889),
-    "family-adapters-l2sp": ([-0.080698058, -0.045918714, -0.067103982, -1.4702562], 0),
-    "family-hsc-ewc": ([-0.061734676, -0.054964781, -0.061627388, -0.80520117], -0.69314718),
-    "family-random-init": ([-0.56739044, -0.53857189, -0.51532447, -1.1582779], 0),
-    "hsc": ([-0.062152982, -0.0548985, -0.061788678, -0.78962827], -0.69314718),
-    "hsc-l2sp": ([-0.062191129, -0.054938436, -0.061732411, -0.79040027], -0.69314718),
+    "family-adapters-l2sp": ([-0.080698058, -0.045918714, -0.067103982, -1.4702562], -0.38481499),
+    "family-hsc-ewc": ([-0.061734676, -0.054964781, -0.061627388, -0.80520117], -0.1340045),
+    "family-random-init": ([-0.56739044, -0.53857189, -0.51532447, -1.1582779], -0.81754701),
+    "hsc": ([-0.062152982, -0.0548985, -0.061788678, -0.78962827], -0.1338599),
+    "hsc-l2sp": ([-0.062191129, -0.054938436, -0.061732411, -0.79040027], -0.13398372),
 }
 
 
@@ -95,5 +105,7 @@ def fitted_figures(name, theta0_path, problem):
 def test_scores_are_pinned(name, theta0_path, easy_problem):
     scores, offset = fitted_figures(name, theta0_path, easy_problem)
     pinned_scores, pinned_offset = PINNED[name]
-    np.testing.assert_allclose(scores, pinned_scores, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(offset, pinned_offset, rtol=1e-5, atol=1e-6)
+    sensitive = name in KERNEL_SENSITIVE
+    np.testing.assert_allclose(scores, pinned_scores, rtol=KERNEL_SENSITIVE_RTOL if sensitive else 1e-5, atol=1e-6)
+    np.testing.assert_allclose(offset, pinned_offset, rtol=KERNEL_SENSITIVE_RTOL if sensitive else OFFSET_RTOL,
+                               atol=1e-6)

@@ -15,14 +15,6 @@ from skad_transfer import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetect
                            OutlierCorpus, resnet26)
 from skad_transfer.weights import save_weights
 
-AUTO_OFFSET = (
-    "with contamination='auto' the threshold is the network's own boundary (anomaly probability 1/2); "
-    "a detector that fits its training set calls every training image normal, while this check "
-    "demands both labels among the training predictions. It passes with a float contamination "
-    "(test_check_estimator_passes_everything_with_float_contamination)."
-)
-EXPECTED_FAILED_CHECKS = {"check_outliers_train": AUTO_OFFSET, "check_outliers_fit_predict": AUTO_OFFSET}
-
 # The checks' tabular floats (any range) reach the network as they are, which is what
 # IntensityRangeWarning says about every one of them.
 pytestmark = pytest.mark.filterwarnings("ignore::skad_transfer.data.images.IntensityRangeWarning")
@@ -50,39 +42,28 @@ def check_labels_mean_all_normal(monkeypatch):
 @pytest.mark.usefixtures("check_labels_mean_all_normal")
 @pytest.mark.parametrize("Detector", [ADIBDetector, ADRADetector])
 def test_check_estimator(Detector):
-    results = check_estimator(contract_estimator(Detector), expected_failed_checks=EXPECTED_FAILED_CHECKS,
-                              on_fail=None)
-    failed = {r["check_name"] for r in results if r["status"] == "failed"}
-    expected = {r["check_name"] for r in results if r["status"] == "xfail"}
-    assert failed == set(), failed
+    # Every check passes with the defaults, check_outliers_train and check_outliers_fit_predict
+    # included: they demand both labels among the training predictions, which "auto" gives since its
+    # boundary is refitted on normal vs OE scores (logit 0 called every training row normal).
+    results = check_estimator(contract_estimator(Detector), on_fail=None)
+    assert {r["check_name"] for r in results if r["status"] == "failed"} == set()
     assert len({r["check_name"] for r in results}) > 40
-    assert expected <= set(EXPECTED_FAILED_CHECKS)
 
 
-HSC_AUTO_OFFSET = (
-    "with contamination='auto' the threshold is HSC's own boundary (anomaly probability 1 - exp(-h) = 1/2); "
-    "a detector that fits its training set may call every training image normal, while this check "
-    "demands both labels among the training predictions."
-)
-
-
-@pytest.mark.parametrize("Detector, kwargs, expected_failures", [
-    (DeepADDetector, {"loss": "bce", "regularizer": "ewc"}, EXPECTED_FAILED_CHECKS),
-    (HSCDetector, {}, {"check_outliers_train": HSC_AUTO_OFFSET, "check_outliers_fit_predict": HSC_AUTO_OFFSET}),
-    # The distance-based detectors' "auto" threshold is a training quantile: every check passes.
-    (DSVDDDetector, {}, {}),
-    (DOCDetector, {"weights": "theta0"}, {}),
+@pytest.mark.parametrize("Detector, kwargs", [
+    (DeepADDetector, {"loss": "bce", "regularizer": "ewc"}),
+    (HSCDetector, {}),
+    (DSVDDDetector, {}),
+    (DOCDetector, {"weights": "theta0"}),
 ])
 @pytest.mark.usefixtures("check_labels_mean_all_normal")
-def test_check_estimator_baselines(Detector, kwargs, expected_failures, tmp_path_factory):
+def test_check_estimator_baselines(Detector, kwargs, tmp_path_factory):
     if kwargs.get("weights") == "theta0":
         torch.manual_seed(0)
         path = save_weights(resnet26(width=4, num_classes=5), tmp_path_factory.mktemp("w") / "t.pth").path
         kwargs = {**kwargs, "weights": path, "width": None}
-    results = check_estimator(contract_estimator(Detector, **kwargs), expected_failed_checks=expected_failures,
-                              on_fail=None)
+    results = check_estimator(contract_estimator(Detector, **kwargs), on_fail=None)
     assert {r["check_name"] for r in results if r["status"] == "failed"} == set()
-    assert {r["check_name"] for r in results if r["status"] == "xfail"} <= set(expected_failures)
     assert len({r["check_name"] for r in results}) > 40
 
 
