@@ -28,6 +28,29 @@ def test_history_holds_validation_loss_and_auc_and_the_threshold_comes_from_held
     assert plain.n_validation_ == 0 and not hasattr(plain, "validation_indices_") and "val_loss" not in plain.history_[0]
 
 
+def test_auto_threshold_is_refitted_on_held_out_normal_and_oe_images(easy_problem, monkeypatch):
+    from skad_transfer.losses import OutlierExposureBCE
+
+    X_normal, X_outlier, _, _ = easy_problem
+    seen = []
+    real = OutlierExposureBCE.auto_offset
+
+    def recording(self, normal_scores, outlier_scores):
+        seen.append((normal_scores(), outlier_scores()))
+        return real(self, lambda: seen[-1][0], lambda: seen[-1][1])
+
+    monkeypatch.setattr(OutlierExposureBCE, "auto_offset", recording)
+    det = ADIBDetector(validation_fraction=0.25, **FAST).fit(X_normal, X_outlier)
+    normal, outlier = seen[-1]
+    assert np.array_equal(normal, det.score_samples(X_normal[det.validation_indices_]))
+    assert len(outlier) == 32  # as many held-out OE images as normal ones
+    assert det.offset_ == pytest.approx(real(OutlierExposureBCE(), lambda: normal, lambda: outlier))
+    # Without validation_fraction: the training images and as many corpus images (here all 128).
+    plain = ADIBDetector(**FAST).fit(X_normal, X_outlier)
+    normal, outlier = seen[-1]
+    assert np.array_equal(normal, plain.score_samples(X_normal)) and len(outlier) == len(X_outlier)
+
+
 def test_held_out_images_are_never_trained_on(easy_problem, monkeypatch):
     X_normal, X_outlier, _, _ = easy_problem
     import skad_transfer.engine as engine
