@@ -48,8 +48,9 @@ def same_state(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One 5-epoch run shared by the record and accuracy tests."""
+def trained(tmp_path_factory, one_torch_thread):
+    """One 5-epoch run shared by the record and accuracy tests (one torch thread: the thread count
+    changes the summation order, and with it the pinned history)."""
     X, y = coloured_noise(40)
     out = tmp_path_factory.mktemp("pretrain") / "theta0.pth"
     network, record = pretrain(X, y, output=out, epochs=5, val_fraction=0.25, dataset_name="noise",
@@ -85,11 +86,14 @@ def test_pinned_history(trained):
 
     First recorded from the loop pretrain had before it moved onto the engine's core (commit
     2eae0e0); re-pinned when CPU training went channels_last (a width-4 network at lr 0.1 turns the
-    changed summation order of BatchNorm's batch statistics into a 2-20% change of later losses)."""
+    changed summation order of BatchNorm's batch statistics into a 2-20% change of later losses).
+    Those pins come from an Intel Xeon (AVX-512); an AMD EPYC (AVX-512 BF16, float32 all the same)
+    gave losses up to 2.2% apart and one more misclassified training image at epoch 2, so the losses
+    are checked to 5% and the accuracies to one image: what the recipe trains, not which CPU ran it."""
     history = trained[3].meta["history"]
     assert [h["loss"] for h in history] == pytest.approx([1.0251116, 0.4686111, 0.137329, 0.0433497, 0.0305956],
-                                                          rel=1e-5)
-    assert [h["train_top1"] for h in history] == pytest.approx([41 / 90, 8 / 9, 1.0, 1.0, 1.0])
+                                                          rel=5e-2)
+    assert [h["train_top1"] for h in history] == pytest.approx([41 / 90, 8 / 9, 1.0, 1.0, 1.0], abs=1.01 / 90)
     assert [h["val_top1"] for h in history] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0])
     assert [h["lr"] for h in history] == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * e / 5)) for e in range(5)])
     assert [h["steps"] for h in history] == [6] * 5  # 90 training images (30 held out), 16 per step
