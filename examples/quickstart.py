@@ -45,6 +45,6 @@ for ax, Detector in zip(axes, (ADIBDetector, ADRADetector)):
                 label=f"{factor} changed (AUC {aucs[factor]:.2f})")
     ax.axvline(det.offset_, color="k", linestyle="--", label="offset_ (predict: -1 left of it)")
     ax.set(title=Detector.__name__, xlabel="score_samples (higher = more normal)")
+    ax.legend(fontsize="x-small", loc="upper left")
 axes[0].set_ylabel("test images")
-axes[1].legend(fontsize="small")
 plt.show()
