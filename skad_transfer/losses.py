@@ -165,8 +165,10 @@ class Loss:
         ``b`` that minimises eq. (1) over these scores (normal and OE weighted equally, as in a
         training batch), and ``offset_ = -b``. Once training has converged, the head's bias already
         minimises eq. (1) and ``b`` is ~0; after a short fit it is not, and logit 0 could call every
-        image anomalous.
+        image anomalous. Without OE images there is nothing to refit against: logit 0.
         """
+        if outlier_scores is None:
+            return 0.0
         return -_refitted_logit_shift(-normal_scores(), -outlier_scores())
 
 
@@ -194,6 +196,8 @@ class HypersphereLoss(Loss):
     def auto_offset(self, normal_scores, outlier_scores):
         # Anomaly probability 1/2 (h = log 2) on h rescaled by the scale that minimises the HSC loss
         # over these scores: the same refit as eq. (1)'s shift (see Loss.auto_offset).
+        if outlier_scores is None:
+            return -math.log(2.0)
         return -math.log(2.0) / _refitted_distance_scale(-normal_scores(), -outlier_scores())
 
 

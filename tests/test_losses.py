@@ -61,6 +61,7 @@ def test_bce_auto_threshold_refits_the_logit_shift():
     for shift in (-7.0, 5.0):
         moved = OutlierExposureBCE().auto_offset(lambda: normal + shift, lambda: outlier + shift)
         assert moved == pytest.approx(offset + shift, abs=1e-6)
+    assert OutlierExposureBCE().auto_offset(lambda: 1 / 0, None) == 0.0  # no OE to refit against
     # Symmetric sets: the boundary is halfway, where logit 0 already was.
     assert OutlierExposureBCE().auto_offset(lambda: np.r_[1.0, 3.0], lambda: np.r_[-1.0, -3.0]) == pytest.approx(0.0)
 
@@ -81,6 +82,7 @@ def test_hsc_auto_threshold_refits_the_scale_of_h():
     for scale in (1e-3, 50.0):
         moved = HypersphereLoss().auto_offset(lambda: -scale * normal_h, lambda: -scale * outlier_h)
         assert moved == pytest.approx(scale * offset, rel=1e-6)
+    assert HypersphereLoss().auto_offset(lambda: 1 / 0, None) == -math.log(2.0)
     # Every normal image at the centre: nothing to refit, the fixed boundary h = log 2.
     assert HypersphereLoss().auto_offset(lambda: np.zeros(3), lambda: -outlier_h) == pytest.approx(-math.log(2.0))
 
