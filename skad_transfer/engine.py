@@ -56,7 +56,7 @@ from .data.sampling import permutation_prefix
 __all__ = ["run_epochs", "Step", "Checkpointing", "Progress", "Distributed", "seeded_generator", "fingerprint",
            "placed", "train", "TrainSettings", "TrainingData", "apply_batched", "Precision", "resolve_device",
            "check_checkpoint_path", "checkpoint_seed", "TrainingDivergedError", "CHECKPOINT_EVERY",
-           "CHECKPOINT_FORMAT", "PRECISIONS"]
+           "CHECKPOINT_FORMAT", "PRECISIONS", "COMPILE_MODES", "compiled"]
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
 """``objective(network, normal_batch, outlier_batch_or_None) -> scalar loss`` on normalised batches."""
@@ -100,11 +100,53 @@ def resolve_device(device) -> torch.device:
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes a detector's ``compile=`` accepts besides True (``"default"``) and False."""
+
+
+def compiled(function: Callable, compile: bool | str) -> Callable:
+    """``function`` itself (``compile=False``) or under ``torch.compile`` in the mode ``compile``
+    names (True: ``"default"``).
+
+    ``"reduce-overhead"`` and ``"max-autotune"`` also replay the compiled forward and backward as
+    CUDA graphs on a GPU, which removes the per-kernel launch cost that bounds a step of small images
+    there (``docs/benchmarks.md``, "The device suite"); on the CPU they compile as ``"default"``
+    does. Each call of the returned function is then marked as a new training step, so that CUDA
+    graphs may reuse the memory of the previous step's outputs, which the engine has consumed by
+    then.
+    """
+    if compile is False:
+        return function
+    mode = "default" if compile is True else compile
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
+    step = torch.compile(function, mode=mode)
+    if mode not in ("reduce-overhead", "max-autotune"):
+        return step
+
+    def graphed_step(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return step(*args, **kwargs)
+
+    return graphed_step
+
+
+ONEDNN_ISAS_WITHOUT_BFLOAT16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                          "AVX512_CORE_VNNI"})
+"""Values of oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, formerly ``DNNL_MAX_CPU_ISA``) below its bf16 kernels."""
+
 
 def cpu_has_native_bfloat16() -> bool:
-    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX) and oneDNN, which runs the
+    convolutions, may use it: its ISA cap (``ONEDNN_MAX_CPU_ISA``) is not below bf16. Under such a
+    cap bf16 is emulated: training ran 11x slower than in float32 with ``ONEDNN_MAX_CPU_ISA=AVX2``
+    on an AVX512-BF16 CPU (``ATEN_CPU_CAPABILITY=avx2`` alone left bf16 1.7x faster than float32;
+    ``docs/benchmarks.md``)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    if not any(getattr(torch.cpu, name, lambda: False)() for name in checks):
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().upper()
+    return cap not in ONEDNN_ISAS_WITHOUT_BFLOAT16
 
 
 @dataclass(frozen=True)
@@ -646,7 +688,7 @@ class TrainSettings:
     flip: bool = True
     seed: int = 0
     precision: str = "auto"
-    compile: bool = False
+    compile: bool | str = False
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     verbose: bool = False
     checkpoint: str | os.PathLike | None = None
@@ -778,8 +820,9 @@ def train(
     matching checkpoint (same fingerprint and seed) is resumed from. The history's ``penalty`` is
     the mean of ``penalty()`` per image (0 without one). ``evaluate`` and ``after_epoch`` are
     :func:`run_epochs`'s end-of-epoch hooks (validation, early stopping). With ``settings.compile``
-    the training steps call ``objective`` through ``torch.compile`` (the network's forward and
-    backward as inductor kernels around the convolutions); validation calls it as it is.
+    (True or a mode, :func:`compiled`) the training steps call ``objective`` through
+    ``torch.compile`` (the network's forward and backward as inductor kernels around the
+    convolutions, replayed as CUDA graphs in the modes that use them); validation calls it as it is.
 
     Raises :class:`TrainingDivergedError` when the loss is not finite, or the network's parameters
     or buffers are not after the last step or before a checkpoint save.
@@ -797,7 +840,7 @@ def train(
             images = random_crop_flip(images, settings.crop_padding, flip=settings.flip, generator=generator)
         return precision.prepare(normalize(images, mean, std))
 
-    step_objective = torch.compile(objective) if settings.compile else objective
+    step_objective = compiled(objective, settings.compile)
 
     def epoch_steps(model: nn.Module, epoch: int) -> Iterator[Step]:
         normal_idx, outlier_idx = _epoch_plan(n_normal, n_outlier, half, settings.seed, epoch)

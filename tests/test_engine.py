@@ -5,7 +5,8 @@ import torch
 from skad_transfer.data.corpora import OutlierCorpus
 from skad_transfer.data.harmonize import jpeg_roundtrip, luminance, match_luminance, reference_indices
 from skad_transfer.engine import (
-    Precision, TrainingData, TrainingDivergedError, TrainSettings, _epoch_plan, apply_batched, resolve_device, train,
+    Precision, TrainingData, TrainingDivergedError, TrainSettings, _epoch_plan, apply_batched, cpu_has_native_bfloat16,
+    resolve_device, train,
 )
 from skad_transfer.nn import resnet26
 from skad_transfer.objectives import oe_bce_objective
@@ -31,6 +32,27 @@ def test_precision():
     with pytest.raises(ValueError, match="precision"):
         Precision.resolve(torch.device("cpu"), "fp8")
     assert all(Precision.resolve(torch.device("cpu"), p).channels_last for p in ("auto", "float32", "bfloat16"))
+
+
+@pytest.mark.parametrize("cpuid, env, native", [
+    (True, {}, True),
+    (False, {}, False),  # no bf16 instructions
+    (True, {"ONEDNN_MAX_CPU_ISA": "avx2"}, False),  # oneDNN's convolutions capped below bf16
+    (True, {"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, False),  # the cap's former name
+    (True, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+    (True, {"ONEDNN_MAX_CPU_ISA": "ALL"}, True),
+])
+def test_auto_precision_is_bf16_only_where_the_convolutions_may_use_bf16_instructions(monkeypatch, cpuid, env, native):
+    # Under a oneDNN cap of AVX2 an AVX512-BF16 CPU trained 11x slower in bf16 than in float32
+    # (docs/benchmarks.md): "auto" must read the cap, not only the CPU's flags.
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpuid)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cpu_has_native_bfloat16() is native
+    assert Precision.resolve(torch.device("cpu"), "auto").name == ("bfloat16" if native else "float32")
 
 
 def test_training_runs_channels_last_and_hands_back_a_contiguous_network():
