@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,11 @@ def test_device_suite_smoke_writes_every_measurement(tmp_path):
     result = json.loads((tmp_path / "device_suite.json").read_text())
     engine = [e for e in result["training"] if e["loop"] == "engine"]
     assert engine and all(e["images_per_second"] > 0 for e in engine)
+    # A whole ADIBDetector.fit (penalty, JPEG round trip, harmonisation) is measured beside the engine,
+    # and the paper-fit projection comes from it.
+    fit = [e for e in result["training"] if e["loop"] == "ADIBDetector.fit (L2-SP)"]
+    assert len(fit) == 1 and fit[0]["compile"] is False and fit[0]["images_per_second"] > 0
+    assert result["paper_fit_projection"]["images_per_second"] == fit[0]["images_per_second"]
     assert result["training"][0]["error"] == "no --refloop given"  # the reference row says why it is empty
     assert result["paper_fit_projection"]["seconds"] > 0
     assert [s["width"] for s in result["scoring"]] == [4]
@@ -25,3 +31,4 @@ def test_device_suite_smoke_writes_every_measurement(tmp_path):
     assert result["pretraining"]["images_per_second"] > 0
     table = (tmp_path / "device_suite.md").read_text()
     assert "SMOKE" in table and "| 4 | engine | float32 | no |" in table
+    assert re.search(r"\| 4 \| ADIBDetector\.fit \(L2-SP\) \| (float32|bfloat16) \| no \| \d+ \|", table)

@@ -93,12 +93,15 @@ class ADIBDetector(TransferDetector):
         Autocast dtype for training and scoring. ``"auto"``: bfloat16 on CUDA and on CPUs that
         compute it natively (AVX512-BF16/AMX; several times faster there), float32 elsewhere.
         Parameters, optimizer state and the L2-SP penalty always stay float32.
-    compile : bool, default=False
+    compile : bool or {"default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"}, default=False
         Train through ``torch.compile`` (inductor fuses BatchNorm, ReLU and the residual adds
-        around the convolutions). It needs a C++ compiler on the CPU (and Triton on CUDA), and
-        compiling costs tens of seconds before the first step (seconds once inductor's cache has
-        it), so it pays for long fits: float32 training ran about 1.15x faster on a 2-core AVX-512
-        CPU (``docs/benchmarks.md``). Scores agree with an uncompiled fit up to float rounding, not
+        around the convolutions); True is ``"default"``, a string is ``torch.compile``'s mode.
+        ``"reduce-overhead"`` also replays each step's forward and backward as CUDA graphs on a GPU,
+        where a step of small images is bound by kernel launches; on the CPU it compiles as
+        ``"default"``. It needs a C++ compiler on the CPU (and Triton on CUDA), and compiling costs
+        tens of seconds before the first step (seconds once inductor's cache has it), so it pays
+        for long fits: float32 training ran about 1.15x faster on a 2-core AVX-512 CPU
+        (``docs/benchmarks.md``). Scores agree with an uncompiled fit up to float rounding, not
         bitwise. Scoring does not compile.
     checkpoint : path-like, optional
         Save the training state here after every epoch (at most every 50 steps, and at the end); a

@@ -42,8 +42,8 @@ from ..data.corpora import OutlierCorpus, resolve_corpus
 from ..data.harmonize import (INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, jpeg_roundtrip,
                               sampled_intensity_separability)
 from ..data.images import to_numpy, validate_images
-from ..engine import (PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings, apply_batched,
-                      check_checkpoint_path, checkpoint_seed, resolve_device, train)
+from ..engine import (COMPILE_MODES, PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings,
+                      apply_batched, check_checkpoint_path, checkpoint_seed, resolve_device, train)
 from ..engine import fingerprint as engine_fingerprint
 from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
 from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
@@ -322,7 +322,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
-        "compile": ["boolean"],
+        "compile": ["boolean", StrOptions(set(COMPILE_MODES))],
         "checkpoint": [str, os.PathLike, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "early_stopping": ["boolean"],

@@ -1,4 +1,4 @@
-"""compile=True trains through torch.compile and lands where the eager fit lands."""
+"""compile=True (or a torch.compile mode) trains through torch.compile and lands where the eager fit lands."""
 
 import shutil
 
@@ -8,10 +8,11 @@ import torch
 
 from skad_transfer import ADIBDetector
 
-pytestmark = pytest.mark.skipif(not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")),
+needs_compiler = pytest.mark.skipif(not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")),
                                 reason="torch.compile's CPU backend needs a C++ compiler")
 
 
+@needs_compiler
 def test_compiled_training_matches_eager_training(easy_problem, monkeypatch):
     X_normal, X_outlier, X_test, _ = easy_problem
     compiled = []
@@ -31,3 +32,36 @@ def test_compiled_training_matches_eager_training(easy_problem, monkeypatch):
     # Inductor fuses and reorders float sums: equal up to rounding after 4 SGD steps, not bitwise.
     np.testing.assert_allclose(fast.score_samples(X_test[:8]), eager.score_samples(X_test[:8]), atol=1e-3)
     assert fast.get_params()["compile"] is True
+
+
+@needs_compiler
+def test_reduce_overhead_mode_compiles_and_marks_every_training_step(easy_problem, monkeypatch):
+    X_normal, X_outlier, X_test, _ = easy_problem
+    modes, marks = [], []
+    real_compile = torch.compile
+
+    def spy(function, *args, **kwargs):
+        modes.append(kwargs.get("mode"))
+        return real_compile(function, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    settings = dict(weights=None, width=4, steps=4, batch_size=32, device="cpu", precision="float32", random_state=0,
+                    verbose=False)
+    eager = ADIBDetector(**settings).fit(X_normal, X_outlier)
+    graphed = ADIBDetector(**settings, compile="reduce-overhead").fit(X_normal, X_outlier)
+    # CUDA graphs only exist on a GPU: on the CPU the mode compiles as "default" does, and each of
+    # the 4 training steps still tells torch that a new step begins.
+    assert modes == ["reduce-overhead"] and len(marks) == 4
+    np.testing.assert_allclose(graphed.score_samples(X_test[:8]), eager.score_samples(X_test[:8]), atol=1e-3)
+
+
+def test_compile_names_its_modes_when_given_another(easy_problem):
+    from skad_transfer.engine import compiled
+
+    X_normal, X_outlier, _, _ = easy_problem
+    with pytest.raises(ValueError, match="'compile' parameter .*'reduce-overhead'.*Got 'fast'"):
+        ADIBDetector(weights=None, width=4, steps=1, compile="fast").fit(X_normal, X_outlier)
+    with pytest.raises(ValueError, match=r"compile must be True, False or one of .*got 'fast'"):
+        compiled(len, "fast")
+    assert compiled(len, False) is len
