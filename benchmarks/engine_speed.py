@@ -16,7 +16,12 @@ reference loop.
 ``torch.compile``; the first 5 steps compile and are left out; their time is printed). ``--profile`` prints where the
 float32 engine's step time goes, operator by operator (``torch.profiler``).
 ``--repeats N`` runs the whole comparison N times, interleaved (reference, engine, reference, ...),
-and prints each run and the spread (min / median / max), for the steadiness of both loops.
+and prints each run and the spread (min / median / max), for the steadiness of both loops. Each
+engine run on the CPU also prints how much CPU it got (busy share of its threads, the machine's
+steal time, kernel time) and two probes of the machine's speed timed just before and after it: a
+fixed float32 matrix product (GFLOP/s: the clock) and a copy far larger than the caches (GB/s: the
+memory bandwidth left by other tenants); img/s divided by a probe varies less than img/s alone
+when the machine's speed, not the engine, is what varies.
 Training throughput is also given in GFLOP/s (the network's forward + backward FLOPs per image,
 counted by ``torch.utils.flop_counter``); ``--peak-gflops`` (vector lanes x FMA units x 2 x clock
 x cores) adds the fraction of the machine's FMA peak.
@@ -67,12 +72,17 @@ def engine_images_per_second(width: int, steps: int, precision: str, device: tor
 
     data.normal_batch = timed_normal_batch
     settings = TrainSettings(epochs=1, batch_size=128, lr=0.1, precision=precision, compile=compiled, device=device)
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before, steal_before, wall_before = resource.getrusage(resource.RUSAGE_SELF), _steal_seconds(), time.perf_counter()
     train(network, data, oe_bce_objective, list(network.parameters()), settings, mean=(0.49, 0.48, 0.45),
           std=(0.25, 0.24, 0.26))
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    after, steal_after, wall = resource.getrusage(resource.RUSAGE_SELF), _steal_seconds(), time.perf_counter() - wall_before
     # Time in the kernel (page faults of the allocator, thread wake-ups) against time in user code.
     kernel_share[0] = (after.ru_stime - before.ru_stime) / max(after.ru_utime - before.ru_utime, 1e-9)
+    # The CPU time the run got out of what its threads could have had: well below 1, something
+    # else ran on its cores (or its threads waited); steal is time the hypervisor gave to others.
+    cpu_time = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    busy_share[0] = cpu_time / (wall * torch.get_num_threads())
+    steal_share[0] = None if steal_before is None else (steal_after - steal_before) / (wall * (os.cpu_count() or 1))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
@@ -82,6 +92,52 @@ def engine_images_per_second(width: int, steps: int, precision: str, device: tor
 
 kernel_share = [0.0]
 """The last engine run's system CPU time as a fraction of its user CPU time."""
+busy_share = [0.0]
+"""The last engine run's CPU time as a fraction of wall time x torch threads."""
+steal_share: list[float | None] = [None]
+"""The machine's steal time (``/proc/stat``) during the last engine run, as a fraction of wall time x CPUs."""
+
+
+def _steal_seconds() -> float | None:
+    """Seconds of steal time of all CPUs since boot (Linux; None elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def matmul_probe_gflops(size: int = 1024, seconds: float = 0.3) -> float:
+    """float32 GFLOP/s of a fixed matrix product on the torch threads: the machine's own speed at
+    this moment (clock, shared caches), independent of the engine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        torch.mm(a, b)
+        done += 1
+    return 2 * size**3 * done / (time.perf_counter() - started) / 1e9
+
+
+def copy_probe_gbps(megabytes: int = 256, seconds: float = 0.3) -> float:
+    """GB/s of copying a float32 tensor far larger than the caches (read + write): the memory
+    bandwidth left to this process at this moment (other tenants share the memory bus)."""
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        target.copy_(source)
+        done += 1
+    return 2 * source.numel() * 4 * done / (time.perf_counter() - started) / 1e9
+
+
+def run_conditions() -> str:
+    """How much CPU the last engine run got: busy share of its threads, steal, kernel time."""
+    steal = "n/a" if steal_share[0] is None else f"{100 * steal_share[0]:.1f}%"
+    return (f"CPU busy {100 * busy_share[0]:.0f}% of threads x wall, steal {steal}, "
+            f"kernel time {100 * kernel_share[0]:.0f}% of user time")
 
 
 def scoring_images_per_second(width: int, precision: str, device: torch.device, n: int = 2048) -> float:
@@ -141,7 +197,7 @@ def main() -> None:
         parser.error(f"--refloop {args.refloop}: no such file")
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
-          f"{torch.get_num_threads()} threads, auto precision = {Precision.resolve(device).autocast_dtype}")
+          f"{torch.get_num_threads()} threads, auto precision = {Precision.resolve(device).name}")
     for width in args.width:
         gflop = training_gflop_per_image(width)
         print(f"width {width} ({gflop:.3f} GFLOP per training image)")
@@ -155,14 +211,23 @@ def main() -> None:
                 runs.setdefault("reference loop", []).append(reference)
                 print(f"  reference loop (DataLoader + PIL, fp32): {reference:8.1f} img/s")
             for precision in ("float32", "auto"):
+                probe = (matmul_probe_gflops(), copy_probe_gbps()) if device.type == "cpu" else None
                 ips, _ = engine_images_per_second(width, args.steps, precision, device)
                 runs.setdefault(f"engine, {precision}", []).append(ips)
+                if probe is not None:
+                    # Divided by the machine's speed of the moment: what remains is the engine's own variation.
+                    probe = ((probe[0] + matmul_probe_gflops()) / 2, (probe[1] + copy_probe_gbps()) / 2)
+                    runs.setdefault(f"engine, {precision} / matmul probe", []).append(ips / probe[0])
+                    runs.setdefault(f"engine, {precision} / copy probe", []).append(ips / probe[1])
+                    runs.setdefault("matmul probe (GFLOP/s)", []).append(probe[0])
+                    runs.setdefault("copy probe (GB/s)", []).append(probe[1])
                 versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
                 flops = f"  {ips * gflop:6.1f} GFLOP/s"
                 if args.peak_gflops:
                     flops += f" ({100 * ips * gflop / args.peak_gflops:.0f}% of peak)"
+                probed = "" if probe is None else f", matmul probe {probe[0]:.0f} GFLOP/s, copy probe {probe[1]:.1f} GB/s"
                 print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}{flops}"
-                      f"  (kernel time {100 * kernel_share[0]:.0f}% of user time)")
+                      f"  ({run_conditions()}{probed})")
                 scoring = scoring_images_per_second(width, precision, device)
                 print(f"  scoring,         precision={precision:<8}: {scoring:8.1f} img/s  ({scoring / ips:.1f}x training)")
             if args.profile:
@@ -178,12 +243,12 @@ def main() -> None:
                 runs.setdefault("engine, float32, torch.compile", []).append(ips)
                 versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
                 print(f"  engine training, float32, torch.compile: {ips:8.1f} img/s{versus}  "
-                      f"(first 5 steps, compiling: {warmup:.1f} s)")
+                      f"(first 5 steps, compiling: {warmup:.1f} s; {run_conditions()})")
         if args.repeats > 1:
             print(f" spread over {args.repeats} runs (min / median / max img/s):")
             for name, values in runs.items():
                 low, mid, high = np.min(values), np.median(values), np.max(values)
-                print(f"  {name:<30}: {low:7.1f} / {mid:7.1f} / {high:7.1f}  (max/min {high / low:.2f})")
+                print(f"  {name:<30}: {low:7.2f} / {mid:7.2f} / {high:7.2f}  (max/min {high / low:.2f})")
 
 
 if __name__ == "__main__":
