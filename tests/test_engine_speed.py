@@ -27,10 +27,15 @@ def test_repeats_print_each_run_and_the_spread():
     assert abs(float(gflops) - float(percent)) <= 1  # peak 100 GFLOP/s: the percentage is the GFLOP/s
     assert re.search(r"engine, float32\s+:\s+[\d.]+ /\s+[\d.]+ /\s+[\d.]+\s+\(max/min [\d.]+\)", out)
     assert "reference loop" not in out
-    # Each engine run says how much CPU it got (2 runs x float32, auto): busy share, steal, kernel time.
-    conditions = re.findall(r"\(CPU busy (\d+)% of threads x wall, steal (n/a|[\d.]+%), kernel time \d+% of user time\)",
-                            out)
-    assert len(conditions) == 4 and all(0 < int(busy) <= 100 * os.cpu_count() for busy, _ in conditions)
+    # Each engine run says how much CPU it got (2 runs x float32, auto): busy share, steal, kernel time,
+    # and the machine's speed around it; the spread is also given relative to each probe.
+    conditions = re.findall(r"\(CPU busy (\d+)% of threads x wall, steal (n/a|[\d.]+%), kernel time \d+% of user "
+                            r"time, matmul probe (\d+) GFLOP/s, copy probe ([\d.]+) GB/s\)", out)
+    assert len(conditions) == 4
+    assert all(0 < int(busy) <= 100 * os.cpu_count() and int(gflops) > 0 and float(gbps) > 0
+               for busy, _, gflops, gbps in conditions)
+    for probe in ("matmul", "copy"):
+        assert re.search(rf"engine, float32 / {probe} probe\s*:\s+[\d.]+ /\s+[\d.]+ /\s+[\d.]+\s+\(max/min", out)
 
 
 def test_bad_repeats_is_an_argument_error():
