@@ -101,8 +101,8 @@ class ADIBDetector(TransferDetector):
         ``"default"``. It needs a C++ compiler on the CPU (and Triton on CUDA), and compiling costs
         tens of seconds before the first step (seconds once inductor's cache has it), so it pays
         for long fits: float32 training ran about 1.15x faster on a 2-core Intel AVX-512 CPU, with
-        no steady gain on an AMD Zen 4 (``docs/benchmarks.md``). Scores agree with an uncompiled fit up to float rounding, not
-        bitwise. Scoring does not compile.
+        no steady gain on an AMD Zen 4 (``docs/benchmarks.md``). Scores agree with an uncompiled
+        fit up to float rounding, not bitwise. Scoring does not compile.
     checkpoint : path-like, optional
         Save the training state here after every epoch (at most every 50 steps, and at the end); a
         fit with the same data and parameters resumes from it after an interruption, with the same
