@@ -149,6 +149,14 @@ def cpu_has_native_bfloat16() -> bool:
     return cap not in ONEDNN_ISAS_WITHOUT_BFLOAT16
 
 
+def on_device(values, device: torch.device) -> torch.Tensor:
+    """``values`` (per-channel statistics: a sequence or a tensor) as a float32 tensor on ``device``,
+    made once per fit or scoring pass: built from Python numbers inside a step, it would be a
+    blocking host-to-device copy on a GPU, which keeps the host from queueing the next kernels
+    while the GPU works."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device)
+
+
 @dataclass(frozen=True)
 class Precision:
     """How the network runs on a device: autocast dtype (or None) and memory format."""
@@ -767,12 +775,16 @@ class TrainingData:
                                 for i in range(0, images.shape[0], chunk)]) if images.shape[0] else images
         return jpeg_roundtrip(images, self.jpeg_quality)
 
+    # The index batches come from the CPU: non_blocking, so that a GPU-resident set takes them
+    # without a stream synchronisation per step (a pageable source is staged by the driver, so the
+    # copy is safe however soon the CPU tensor goes).
     def normal_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.normal[indices.to(self.normal.device)].to(self.device, non_blocking=True)
+        return self.normal[indices.to(self.normal.device, non_blocking=True)].to(self.device, non_blocking=True)
 
     def outlier_batch(self, indices: torch.Tensor) -> torch.Tensor:
         if self.outliers is not None:
-            return self.outliers[indices.to(self.outliers.device)].to(self.device, non_blocking=True)
+            rows = indices.to(self.outliers.device, non_blocking=True)
+            return self.outliers[rows].to(self.device, non_blocking=True)
         rows = self.harmonize(self.corpus.take(indices.numpy()), indices)
         return resize_images(rows.to(self.device, non_blocking=True), self.input_size)
 
@@ -835,6 +847,8 @@ def train(
     steps_per_epoch = math.ceil(n_normal / half)
     total_steps = settings.total_steps(steps_per_epoch)
 
+    mean, std = on_device(mean, device), on_device(std, device)
+
     def augmented(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if settings.crop_padding or settings.flip:
             images = random_crop_flip(images, settings.crop_padding, flip=settings.flip, generator=generator)
@@ -887,6 +901,7 @@ def apply_batched(function: Callable[[torch.Tensor], torch.Tensor], images: torc
     from tqdm.auto import tqdm
 
     precision = Precision.resolve(device, precision)
+    mean, std = on_device(mean, device), on_device(std, device)
     if batch_size is None:
         batch_size = 256 if device.type == "cuda" else 64
     # One output tensor, filled batch by batch: a list of per-batch results would leave small

@@ -41,8 +41,8 @@ from torch import nn
 from .data.augment import normalize, random_crop_flip
 from .data.labelled import (FORMATS, ImageSource, channel_stats, encode_labels, encode_val_labels,
                             load_labelled_data, stratified_holdout)
-from .engine import (Checkpointing, Distributed, Precision, Progress, Step, fingerprint, placed, resolve_device,
-                     run_epochs, seeded_generator)
+from .engine import (Checkpointing, Distributed, Precision, Progress, Step, fingerprint, on_device, placed,
+                     resolve_device, run_epochs, seeded_generator)
 from .nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from .weights import WeightsRecord, save_weights
 
@@ -170,7 +170,7 @@ def _evaluate(network: nn.Module, source: ImageSource, rows: np.ndarray, labels:
         x = precision.prepare(normalize(source.take(chunk, device), mean, std))
         with precision.autocast(device):
             logits = network(x)
-        counts[0] += (logits.argmax(dim=1) == labels[chunk.to(labels.device)]).sum()
+        counts[0] += (logits.argmax(dim=1) == labels[chunk.to(labels.device, non_blocking=True)]).sum()
         counts[1] += chunk.numel()
     dist.all_reduce(counts)
     network.train(was_training)
@@ -387,6 +387,7 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
         torch.manual_seed(recipe.random_state)
         network = ResNet26(width=recipe.width, input_size=recipe.input_size, num_classes=n_classes)
     rows_of = torch.as_tensor(train_rows)
+    mean_t, std_t = on_device(mean, device), on_device(std, device)
 
     def epoch_steps(model: nn.Module, epoch: int) -> Iterator[Step]:
         order = torch.randperm(n_train, generator=seeded_generator("pretrain", recipe.random_state, "order", epoch))
@@ -398,10 +399,10 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
             share = torch.tensor_split(order[step * global_batch:(step + 1) * global_batch], world)[dist.rank]
             rows = rows_of[share]
             images = source.take(rows, device)
-            target = labels[rows.to(labels.device)]
+            target = labels[rows.to(labels.device, non_blocking=True)]
             if recipe.crop_padding or recipe.flip:
                 images = random_crop_flip(images, recipe.crop_padding, flip=recipe.flip, generator=augment)
-            x = mode.prepare(normalize(images, mean, std))
+            x = mode.prepare(normalize(images, mean_t, std_t))
             with mode.autocast(device):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), target, label_smoothing=recipe.label_smoothing)
@@ -409,7 +410,7 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
 
     def evaluate(trained: nn.Module) -> dict:
         return {"val_top1": _evaluate(trained, val_source, val_rows, val_labels, device=device, precision=mode,
-                                      mean=mean, std=std, batch_size=1024 if device.type == "cuda" else 256,
+                                      mean=mean_t, std=std_t, batch_size=1024 if device.type == "cuda" else 256,
                                       dist=dist)}
 
     def after_epoch(entry: dict):

@@ -236,6 +236,25 @@ def test_nan_loss_stops_training_with_a_clear_error():
         run(objective=broken)
 
 
+def test_a_training_step_makes_no_tensor_from_python_data():
+    # On a GPU such a tensor is a blocking host-to-device copy that drains the stream every step
+    # (the normalisation's mean and std were four per step); the engine makes them once per fit.
+    from torch.profiler import ProfilerActivity, profile
+
+    def tensors_from_python_data(steps):
+        rng = np.random.default_rng(0)
+        normal = torch.from_numpy(rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
+        corpus = OutlierCorpus(rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8))
+        network = resnet26(width=4)
+        data = TrainingData(normal, corpus, torch.device("cpu"), 32)
+        settings = TrainSettings(steps=steps, batch_size=16, precision="float32", device=torch.device("cpu"))
+        with profile(activities=[ProfilerActivity.CPU]) as trace:
+            train(network, data, oe_bce_objective, list(network.parameters()), settings, mean=MEAN, std=STD)
+        return sum(e.name == "aten::lift_fresh" for e in trace.events())
+
+    assert tensors_from_python_data(2) == tensors_from_python_data(6)
+
+
 def test_bf16_training_runs_and_stays_float32():
     net, history = run(epochs=1, precision="bfloat16")
     assert np.isfinite(history[0]["loss"])

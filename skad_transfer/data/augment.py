@@ -39,7 +39,10 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, *, flip: bool = Tru
 
 
 def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 0..255 or float 0..1 -> ``(x - mean) / std`` per channel, as ``dtype``."""
+    """uint8 0..255 or float 0..1 -> ``(x - mean) / std`` per channel, as ``dtype``.
+
+    ``mean`` and ``std`` are sequences or tensors; tensors already on ``images.device`` (as the
+    engine passes them) are used as they are, without a host-to-device copy per call."""
     x = images.to(dtype)
     if images.dtype == torch.uint8:
         x = x / 255.0
