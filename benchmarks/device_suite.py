@@ -71,8 +71,8 @@ def train_throughput(width: int, steps: int, precision: str, compiled: bool, dev
     (with ``compile=True``, the detectors' ``torch.compile`` path, 5: compilation happens in the
     first ones); :func:`engine_speed.engine_images_per_second` with the peak GPU memory."""
     _peak_memory_reset(device)
-    images_per_second, _ = engine_images_per_second(width, steps, precision, device, compiled=compiled)
-    return {"images_per_second": images_per_second, "peak_memory_mib": _peak_memory_mib(device)}
+    run = engine_images_per_second(width, steps, precision, device, compiled=compiled)
+    return {"images_per_second": run.images_per_second, "peak_memory_mib": _peak_memory_mib(device)}
 
 
 def fit_throughput(width: int, steps: int, compile, device: torch.device) -> dict:

@@ -37,6 +37,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,10 +48,31 @@ from skad_transfer.nn import resnet26
 from skad_transfer.objectives import oe_bce_objective
 
 
+@dataclass
+class EngineRun:
+    """One timed engine run and the CPU it got."""
+
+    images_per_second: float
+    warmup_seconds: float
+    kernel_share: float
+    """System CPU time as a fraction of user CPU time (page faults of the allocator, thread wake-ups)."""
+    busy_share: float
+    """CPU time as a fraction of wall time x torch threads: well below 1, something else ran on its
+    cores (or its threads waited)."""
+    steal_share: float | None
+    """The machine's steal time (``/proc/stat``; None off Linux) as a fraction of wall time x CPUs:
+    time the hypervisor gave to other guests."""
+
+    def conditions(self) -> str:
+        steal = "n/a" if self.steal_share is None else f"{100 * self.steal_share:.1f}%"
+        return (f"CPU busy {100 * self.busy_share:.0f}% of threads x wall, steal {steal}, "
+                f"kernel time {100 * self.kernel_share:.0f}% of user time")
+
+
 def engine_images_per_second(width: int, steps: int, precision: str, device: torch.device,
-                             compiled: bool = False) -> tuple[float, float]:
+                             compiled: bool = False) -> EngineRun:
     """Training img/s after the warm-up steps (2; 5 with ``torch.compile``, which compiles in the
-    first ones), and the seconds those warm-up steps took. Sets ``kernel_share`` (below)."""
+    first ones), the seconds those warm-up steps took, and the CPU the run got."""
     warmup = 5 if compiled else 2
     rng = np.random.default_rng(0)
     normal = torch.from_numpy(rng.integers(0, 256, (64 * (steps + warmup), 3, 32, 32), dtype=np.uint8))
@@ -76,26 +98,18 @@ def engine_images_per_second(width: int, steps: int, precision: str, device: tor
     train(network, data, oe_bce_objective, list(network.parameters()), settings, mean=(0.49, 0.48, 0.45),
           std=(0.25, 0.24, 0.26))
     after, steal_after, wall = resource.getrusage(resource.RUSAGE_SELF), _steal_seconds(), time.perf_counter() - wall_before
-    # Time in the kernel (page faults of the allocator, thread wake-ups) against time in user code.
-    kernel_share[0] = (after.ru_stime - before.ru_stime) / max(after.ru_utime - before.ru_utime, 1e-9)
-    # The CPU time the run got out of what its threads could have had: well below 1, something
-    # else ran on its cores (or its threads waited); steal is time the hypervisor gave to others.
-    cpu_time = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    busy_share[0] = cpu_time / (wall * torch.get_num_threads())
-    steal_share[0] = None if steal_before is None else (steal_after - steal_before) / (wall * (os.cpu_count() or 1))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     end = time.perf_counter()
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
     # Steps warmup+1.. start at timestamps[warmup:]; the last one ends at `end`.
-    return 128 * steps / (end - timestamps[warmup]), timestamps[warmup] - timestamps[0]
-
-
-kernel_share = [0.0]
-"""The last engine run's system CPU time as a fraction of its user CPU time."""
-busy_share = [0.0]
-"""The last engine run's CPU time as a fraction of wall time x torch threads."""
-steal_share: list[float | None] = [None]
-"""The machine's steal time (``/proc/stat``) during the last engine run, as a fraction of wall time x CPUs."""
+    return EngineRun(
+        images_per_second=128 * steps / (end - timestamps[warmup]),
+        warmup_seconds=timestamps[warmup] - timestamps[0],
+        kernel_share=system / max(user, 1e-9),
+        busy_share=(user + system) / (wall * torch.get_num_threads()),
+        steal_share=None if steal_before is None else (steal_after - steal_before) / (wall * (os.cpu_count() or 1)),
+    )
 
 
 def _steal_seconds() -> float | None:
@@ -131,13 +145,6 @@ def copy_probe_gbps(megabytes: int = 256, seconds: float = 0.3) -> float:
         target.copy_(source)
         done += 1
     return 2 * source.numel() * 4 * done / (time.perf_counter() - started) / 1e9
-
-
-def run_conditions() -> str:
-    """How much CPU the last engine run got: busy share of its threads, steal, kernel time."""
-    steal = "n/a" if steal_share[0] is None else f"{100 * steal_share[0]:.1f}%"
-    return (f"CPU busy {100 * busy_share[0]:.0f}% of threads x wall, steal {steal}, "
-            f"kernel time {100 * kernel_share[0]:.0f}% of user time")
 
 
 def scoring_images_per_second(width: int, precision: str, device: torch.device, n: int = 2048) -> float:
@@ -212,7 +219,8 @@ def main() -> None:
                 print(f"  reference loop (DataLoader + PIL, fp32): {reference:8.1f} img/s")
             for precision in ("float32", "auto"):
                 probe = (matmul_probe_gflops(), copy_probe_gbps()) if device.type == "cpu" else None
-                ips, _ = engine_images_per_second(width, args.steps, precision, device)
+                run = engine_images_per_second(width, args.steps, precision, device)
+                ips = run.images_per_second
                 runs.setdefault(f"engine, {precision}", []).append(ips)
                 if probe is not None:
                     # Divided by the machine's speed of the moment: what remains is the engine's own variation.
@@ -227,7 +235,7 @@ def main() -> None:
                     flops += f" ({100 * ips * gflop / args.peak_gflops:.0f}% of peak)"
                 probed = "" if probe is None else f", matmul probe {probe[0]:.0f} GFLOP/s, copy probe {probe[1]:.1f} GB/s"
                 print(f"  engine training, precision={precision:<8}: {ips:8.1f} img/s{versus}{flops}"
-                      f"  ({run_conditions()}{probed})")
+                      f"  ({run.conditions()}{probed})")
                 scoring = scoring_images_per_second(width, precision, device)
                 print(f"  scoring,         precision={precision:<8}: {scoring:8.1f} img/s  ({scoring / ips:.1f}x training)")
             if args.profile:
@@ -239,11 +247,12 @@ def main() -> None:
                 print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
                                                     max_name_column_width=40))
             if args.compile:
-                ips, warmup = engine_images_per_second(width, args.steps, "float32", device, compiled=True)
+                run = engine_images_per_second(width, args.steps, "float32", device, compiled=True)
+                ips = run.images_per_second
                 runs.setdefault("engine, float32, torch.compile", []).append(ips)
                 versus = f"  ({ips / reference:.2f}x reference)" if reference else ""
                 print(f"  engine training, float32, torch.compile: {ips:8.1f} img/s{versus}  "
-                      f"(first 5 steps, compiling: {warmup:.1f} s; {run_conditions()})")
+                      f"(first 5 steps, compiling: {run.warmup_seconds:.1f} s; {run.conditions()})")
         if args.repeats > 1:
             print(f" spread over {args.repeats} runs (min / median / max img/s):")
             for name, values in runs.items():
