@@ -9,7 +9,7 @@ import torch
 from skad_transfer import ADIBDetector
 
 needs_compiler = pytest.mark.skipif(not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")),
-                                reason="torch.compile's CPU backend needs a C++ compiler")
+                                    reason="torch.compile's CPU backend needs a C++ compiler")
 
 
 @needs_compiler
