@@ -133,7 +133,7 @@ def run_suite(device: torch.device, *, smoke: bool, refloop: str | None, steps: 
     if steps is None:
         # A GPU step at width 16 takes a few milliseconds: 100 steps time well past launch jitter.
         steps = 3 if smoke else (100 if device.type == "cuda" else 40)
-    auto = "bfloat16" if Precision.resolve(device).autocast_dtype == torch.bfloat16 else "float32"
+    auto = Precision.resolve(device).name
     # "reduce-overhead" differs from the default mode only where there are CUDA graphs.
     compile_modes = (False,) if smoke else (False, True, "reduce-overhead") if device.type == "cuda" else (False, True)
     fit_modes = (False, "reduce-overhead") if device.type == "cuda" else (False,)

@@ -122,16 +122,21 @@ def _steal_seconds() -> float | None:
         return None
 
 
+def _calls_per_second(work, seconds: float) -> float:
+    """How often ``work()`` runs per second, over ``seconds`` after one untimed warm-up call."""
+    work()
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        work()
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
 def matmul_probe_gflops(size: int = 1024, seconds: float = 0.3) -> float:
     """float32 GFLOP/s of a fixed matrix product on the torch threads: the machine's own speed at
     this moment (clock, shared caches), independent of the engine."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        torch.mm(a, b)
-        done += 1
-    return 2 * size**3 * done / (time.perf_counter() - started) / 1e9
+    return 2 * size**3 * _calls_per_second(lambda: torch.mm(a, b), seconds) / 1e9
 
 
 def copy_probe_gbps(megabytes: int = 256, seconds: float = 0.3) -> float:
@@ -139,12 +144,7 @@ def copy_probe_gbps(megabytes: int = 256, seconds: float = 0.3) -> float:
     bandwidth left to this process at this moment (other tenants share the memory bus)."""
     source = torch.ones(megabytes * 2**20 // 4)
     target = torch.empty_like(source)
-    target.copy_(source)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        target.copy_(source)
-        done += 1
-    return 2 * source.numel() * 4 * done / (time.perf_counter() - started) / 1e9
+    return 2 * source.numel() * 4 * _calls_per_second(lambda: target.copy_(source), seconds) / 1e9
 
 
 def scoring_images_per_second(width: int, precision: str, device: torch.device, n: int = 2048) -> float:

@@ -103,6 +103,9 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile`` modes a detector's ``compile=`` accepts besides True (``"default"``) and False."""
 
+CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
+"""The modes among :data:`COMPILE_MODES` in which ``torch.compile`` replays CUDA graphs on a GPU."""
+
 
 def compiled(function: Callable, compile: bool | str) -> Callable:
     """``function`` itself (``compile=False``) or under ``torch.compile`` in the mode ``compile``
@@ -121,7 +124,7 @@ def compiled(function: Callable, compile: bool | str) -> Callable:
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be True, False or one of {COMPILE_MODES}, got {compile!r}")
     step = torch.compile(function, mode=mode)
-    if mode not in ("reduce-overhead", "max-autotune"):
+    if mode not in CUDA_GRAPH_MODES:
         return step
 
     def graphed_step(*args, **kwargs):
