@@ -80,7 +80,7 @@ def match_histograms(images: np.ndarray, references: np.ndarray, seed: int) -> n
 
 
 def glyph_split(n_normal: int, seed: int):
-    from glyphs import make_glyphs
+    from skad_transfer.bench.devsuite import make_glyphs
 
     X_train, y_train = make_glyphs(n_normal, random_state=1000 + seed)
     X_eval, y_eval = make_glyphs(n_normal, random_state=2000 + seed)
