@@ -6,6 +6,7 @@ from .detectors import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetector,
 from .export import export_onnx
 from .features import LayerFeatures
 from .nn import ResNet26, resnet26
+from .scoring import OutlierExposureWarning
 from .weights import WeightsRecord, list_weights, register_weights
 
 __version__ = "0.1.0"
@@ -13,5 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector", "KNNDetector",
     "LayerFeatures", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
-    "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "export_onnx", "__version__",
+    "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "export_onnx", "OutlierExposureWarning",
+    "__version__",
 ]

@@ -125,8 +125,9 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
             raise ValueError(f"image_size must be (H, W) with positive ints, got {image_size!r}")
         height, width = image_size
     network = _cpu_copy(detector.network_)
-    loss = detector._recipe().make_loss(center=getattr(detector, "center_", None))
-    graph = _ScoringGraph(network, loss.normality, detector.mean_, detector.std_, detector.input_size_, channels).eval()
+    # The fitted score as score_samples computes it (the loss's score, kNN over the training features, or both).
+    rule = detector._score_rule().to("cpu")
+    graph = _ScoringGraph(network, rule, detector.mean_, detector.std_, detector.input_size_, channels).eval()
     example = torch.zeros((2, height, width, channels), dtype=torch.uint8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

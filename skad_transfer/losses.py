@@ -154,6 +154,11 @@ class Loss:
         """Per-image normality score of a normalised batch (higher = more normal): the negated logit."""
         return -network(x).reshape(len(x), -1)[:, 0]
 
+    def normality_of_pooled(self, network: Backbone, pooled: torch.Tensor) -> torch.Tensor:
+        """:meth:`normality` from the backbone's pooled features (the head's input), so that a score
+        that also needs those features runs the network once."""
+        return -network.head(pooled).reshape(len(pooled), -1)[:, 0]
+
     def auto_offset(self, normal_scores: Callable[[], np.ndarray],
                     outlier_scores: Callable[[], np.ndarray] | None) -> float:
         """``offset_`` for ``contamination="auto"``.
@@ -192,6 +197,9 @@ class HypersphereLoss(Loss):
 
     def normality(self, network, x):
         return -pseudo_huber(network(x))
+
+    def normality_of_pooled(self, network, pooled):
+        return -pseudo_huber(network.head(pooled))
 
     def auto_offset(self, normal_scores, outlier_scores):
         # Anomaly probability 1/2 (h = log 2) on h rescaled by the scale that minimises the HSC loss
@@ -246,7 +254,10 @@ class _DistanceLoss(Loss):
     needs_backbone = True
 
     def normality(self, network, x):
-        features = pooled_features(network, x).float()
+        return self.normality_of_pooled(network, pooled_features(network, x))
+
+    def normality_of_pooled(self, network, pooled):
+        features = pooled.float()
         center = torch.as_tensor(self.center, device=features.device)
         return -((features - center) ** 2).sum(dim=1)
 

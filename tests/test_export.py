@@ -56,8 +56,9 @@ def test_grayscale_images_of_another_size_are_resized_inside_the_graph(tmp_path)
     path = export_onnx(det, tmp_path / "det.onnx")
     X = np.concatenate([X_normal[:7], X_outlier[:6]])
     # onnxruntime's antialiased resize rounds a few pixels to the neighbouring uint8 level (1/255)
-    # where torch's does not: scores agree to about 1e-3, not to float precision.
-    np.testing.assert_allclose(onnx_scores(path, X), det.score_samples(X), atol=1e-2)
+    # where torch's does not: scores agree to about 1e-3 of their range, not to float precision.
+    expected = det.score_samples(X)
+    np.testing.assert_allclose(onnx_scores(path, X), expected, atol=1e-2 * np.ptp(expected))
 
 
 def test_bad_arguments(tmp_path):
@@ -73,3 +74,15 @@ def test_bad_arguments(tmp_path):
 
     with pytest.raises(NotFittedError):
         export_onnx(ADIBDetector(), tmp_path / "a.onnx")
+
+
+def test_a_default_precision_detector_exports_its_scores_to_1e_4(tmp_path):
+    """Training precision "auto" (bf16 where the CPU has it natively), the default score and JPEG
+    round trip: scores are float32 either way, and the graph reproduces them."""
+    X_normal, X_outlier = problem()
+    det = ADIBDetector(**{**FAST, "precision": "auto", "weights": "default"}).fit(X_normal, X_outlier)
+    assert det.score_ == "loss+knn"
+    path = export_onnx(det, tmp_path / "det.onnx", jpeg="caller")
+    X = np.concatenate([X_normal[:6], X_outlier[:6]])
+    roundtripped = jpeg_roundtrip(torch.from_numpy(X).permute(0, 3, 1, 2), 75).permute(0, 2, 3, 1).contiguous()
+    np.testing.assert_allclose(onnx_scores(path, roundtripped.numpy()), det.score_samples(X), rtol=0, atol=1e-4)

@@ -153,6 +153,18 @@ class ADIBDetector(TransferDetector):
         +13 dev AUC points), off for CIFAR-10 classes (0.59-0.79; forcing it on cost 4-8 dev
         points, their brightness carries meaning). Set ``False`` when the anomalies to find differ
         from normal by brightness or contrast alone (``docs/design.md``).
+    score : {"auto", "loss+knn", "loss", "knn"}, default="auto"
+        What ``score_samples`` returns (:mod:`skad_transfer.scoring`). ``"loss+knn"``: the anomaly
+        logit plus the mean distance of the image's fitted pooled features to its 2 nearest normal
+        training images, each standardised by its spread over the training images, negated. The
+        logit carries what the OE corpus taught; the distance keeps what the features tell apart when
+        the corpus is far from the data and the logit calls anomalies of the same kind normal.
+        ``"loss"``: the negated logit alone (the paper's score); ``"knn"``: the distance alone.
+        ``"auto"`` is ``"loss+knn"`` for a backbone with pooled features (every named backbone) and
+        ``"loss"`` for a module that only gives logits; chosen on the development suite
+        (``docs/design.md``). The kNN terms keep the training images' features in the model
+        (``train_features_``: 4 bytes per feature per image) and add a distance search to scoring.
+        Scores are computed in float32 whatever ``precision`` trained the network.
     random_state : int, RandomState or None, default=None
         Seeds the head's initialisation, batch order, OE draws and augmentation, drawn from
         generators of the fit's own (never torch's global generator): two CPU fits with the same
@@ -162,6 +174,20 @@ class ADIBDetector(TransferDetector):
 
     Attributes
     ----------
+    score_ : str
+        The score ``score_samples`` computes: ``"loss"``, ``"knn"`` or ``"loss+knn"``.
+    train_features_ : ndarray of shape (n_train, n_features)
+        Pooled features of the normal training images, the kNN bank (only for a kNN score).
+    score_standardization_ : dict
+        ``{"loss": ..., "knn": ...}``: mean and scale of the anomaly logit and of the kNN distance
+        (each training image to the others) over the training images (only for a kNN score).
+    n_neighbors_ : int
+        Neighbours averaged by the kNN term (2, fewer for a tiny training set; only for a kNN score).
+    oe_separability_ : float or None
+        How well theta0's pooled features alone, before training, tell the normal training images
+        from the OE images (cross-validated AUC of a logistic regression on up to 1,000 of each);
+        ``fit`` warns with :class:`~skad_transfer.OutlierExposureWarning` at or above
+        :data:`skad_transfer.scoring.OE_SEPARABILITY_THRESHOLD`. None without OE or pooled features.
     match_histograms_ : bool
         Whether the OE images were given normal images' luminance histograms in this fit.
     intensity_separability_ : float or None
@@ -253,6 +279,7 @@ class ADIBDetector(TransferDetector):
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
+        score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -262,7 +289,7 @@ class ADIBDetector(TransferDetector):
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision, compile=compile,
             checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, score=score, random_state=random_state, verbose=verbose,
         )
         self.alpha = alpha
         self.regularizer = regularizer

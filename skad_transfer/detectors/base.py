@@ -27,6 +27,7 @@ import functools
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -50,7 +51,14 @@ from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.backbone import BACKBONES, Backbone, build_backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import Regularizer, make_regularizer
+from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_THRESHOLD, SCORES, OutlierExposureWarning, ScoreRule,
+                       Standardization, feature_separability, knn_distances, refitted_boundary, resolve_score)
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
+
+SCORING_PRECISION = "float32"
+"""Scores are computed in float32 whatever ``precision`` trained the network: a bf16 logit has 8 bits
+of mantissa, and 2,000 natural images scored in bf16 took 916 distinct values (ties in every
+ranking metric and threshold); the ONNX export, float32 too, then reproduces the scores."""
 
 DIVERGENCE_CHECK_SIZE = 64
 """Training images scored after a fit to make sure the model does not score NaN (one scoring batch)."""
@@ -251,7 +259,7 @@ class _Validation:
         # The JPEG round trip of the scorer's path is made once here, not every epoch; per image it is
         # what score_samples makes, so the scores below are score_samples' scores.
         prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
-                                    input_size=detector.input_size_, precision=detector.precision)
+                                    input_size=detector.input_size_, precision=SCORING_PRECISION)
         self.score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
         self.X_val = jpeg_roundtrip(X_val, detector.jpeg_quality_)
         self.x_normal = prepare(lambda x: x, self.X_val)  # normalised once for the validation loss
@@ -314,6 +322,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "jpeg_quality": [Interval(Integral, 1, 100, closed="both"), None],
         "match_outlier_exposure": ["boolean"],
         "match_histograms": ["boolean", StrOptions({"auto"})],
+        "score": [StrOptions({"auto", *SCORES})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -359,6 +368,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
+        score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -386,6 +396,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.jpeg_quality = jpeg_quality
         self.match_outlier_exposure = match_outlier_exposure
         self.match_histograms = match_histograms
+        self.score = score
         self.random_state = random_state
         self.verbose = verbose
 
@@ -521,6 +532,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             X, corpus, outlier_shape, seed)
         data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
                             outlier_shape=outlier_shape, match_histograms=self.match_histograms_, pairing_seed=seed)
+        self.oe_separability_ = self._outlier_exposure_separability(network, X, data, seed)
         recipe = self._recipe()
         loss = recipe.make_loss()
         loss.check_network(network)
@@ -564,6 +576,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.network_ = network
         self.device_ = device
         self.n_iter_ = len(self.history_)
+        self._fit_score(X)
         # Finite weights can still overflow in the forward pass (and the engine checks the loss
         # before each step, not the model after the last one): score a batch of training images.
         self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
@@ -571,7 +584,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         # normal images will score, while the training images' scores are those the network fitted.
         X_offset = X if X_val is None else X_val
         self.n_validation_ = 0 if X_val is None else int(X_val.shape[0])
-        if self.contamination == "auto":
+        if self.contamination == "auto" and self.score_ != "loss":
+            outlier_scores = self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)
+            self.offset_ = refitted_boundary(self._score(X_offset), None if outlier_scores is None else outlier_scores())
+        elif self.contamination == "auto":
             self.offset_ = float(loss.auto_offset(lambda: self._score(X_offset),
                                                   self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)))
         else:
@@ -594,6 +610,47 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             return self._score(data.outlier_batch(torch.as_tensor(rows)), roundtrip=False)
 
         return outlier_scores
+
+    def _outlier_exposure_separability(self, network: nn.Module, X: torch.Tensor, data: TrainingData, seed: int,
+                                       sample_size: int = 1000) -> float | None:
+        """How well theta0's pooled features alone tell normal training images from OE images (up to
+        ``sample_size`` of each, as training presents them): the cross-validated AUC of
+        :func:`~skad_transfer.scoring.feature_separability`; None without OE or pooled features.
+
+        At or above :data:`~skad_transfer.scoring.OE_SEPARABILITY_THRESHOLD` the corpus is told apart
+        before any training, by what kind of image it is, and a classifier against it learns little
+        about the anomalies of the task: ``fit`` warns with the remedy."""
+        if data.corpus is None or not isinstance(network, Backbone):
+            return None
+        rng = np.random.default_rng([seed, 5])
+        normal_rows = np.sort(rng.choice(X.shape[0], min(sample_size, X.shape[0]), replace=False))
+        oe_rows = np.sort(rng.choice(len(data.corpus), min(sample_size, len(data.corpus)), replace=False))
+        was_training = network.training
+        network.eval()
+        common = dict(device=next(network.parameters()).device, mean=self.mean_, std=self.std_,
+                      input_size=self.input_size_, precision=SCORING_PRECISION)
+
+        def pooled(x):
+            return network.features(x, ("pooled",))["pooled"].float()
+
+        try:
+            normal = apply_batched(pooled, X[torch.as_tensor(normal_rows)], jpeg_quality=self.jpeg_quality_, **common)
+            outliers = apply_batched(pooled, data.outlier_batch(torch.as_tensor(oe_rows)), **common)
+        finally:
+            network.train(was_training)
+        separability = feature_separability(normal.numpy(), outliers.numpy(), random_state=seed)
+        if separability >= OE_SEPARABILITY_THRESHOLD:
+            score = resolve_score(self.score, network, self._recipe().loss)
+            kept = ("the kNN term of this fit's score (score_='loss+knn') keeps what the features tell apart"
+                    if score != "loss" else "score='loss+knn' adds a kNN term that keeps what the features tell apart")
+            warnings.warn(
+                f"the outlier-exposure corpus is told apart from the normal images by theta0's features alone, "
+                f"before any training (cross-validated AUC {separability:.3f} >= {OE_SEPARABILITY_THRESHOLD}; "
+                f"oe_separability_): a classifier against it learns what kind of image is normal more than what "
+                f"makes an anomaly, and its logit may call anomalies of the same kind normal; {kept}. The remedy is "
+                f"an outlier-exposure corpus of the same kind as the normal images (other classes, other sources).",
+                OutlierExposureWarning, stacklevel=4)
+        return separability
 
     def _continue_from(self, network: nn.Module, fitted: nn.Module) -> None:
         """Load the fitted network's weights into ``network`` (built for this fit), for ``warm_start``."""
@@ -746,13 +803,53 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return digest.hexdigest()
 
     # ------------------------------------------------------------------ scoring
+    def _fit_score(self, X: torch.Tensor) -> None:
+        """Resolve ``score`` into ``score_`` and fit what it needs from the normal training images:
+        their pooled features (the kNN bank, ``train_features_``) and the standardisation of each
+        term (``score_standardization_``: mean and spread of the anomaly logit, and of each image's
+        kNN distance to the *other* training images)."""
+        self.score_ = resolve_score(self.score, self.network_, self._recipe().loss)
+        for name in ("train_features_", "score_standardization_", "n_neighbors_"):
+            self.__dict__.pop(name, None)  # a refit with another score leaves nothing stale
+        if self.score_ == "loss":
+            return
+        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
+        network = self.network_
+
+        def both(x):
+            pooled = network.features(x, ("pooled",))["pooled"].float()
+            return torch.cat([pooled, -loss.normality_of_pooled(network, pooled).float()[:, None]], dim=1)
+
+        out = apply_batched(both, X, device=self.device_, mean=self.mean_, std=self.std_,
+                            input_size=self.input_size_, precision=SCORING_PRECISION,
+                            jpeg_quality=self.jpeg_quality_)
+        self.train_features_ = out[:, :-1].numpy()
+        # As many neighbours as the other training images allow (one image: its distance to itself, 0).
+        self.n_neighbors_ = min(KNN_NEIGHBORS, max(X.shape[0] - 1, 1))
+        bank = out[:, :-1].to(self.device_)
+        own = torch.cat([knn_distances(bank[start:start + 1024], bank, self.n_neighbors_,
+                                       leave_one_out=X.shape[0] > 1)
+                         for start in range(0, bank.shape[0], 1024)]).cpu().numpy()
+        self.score_standardization_ = {"loss": Standardization.fit(out[:, -1].numpy()),
+                                       "knn": Standardization.fit(own)}
+
+    def _score_rule(self) -> ScoreRule:
+        """The fitted score as one torch function ``(network, x) -> normality`` (also what ONNX exports)."""
+        # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
+        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
+        score = getattr(self, "score_", "loss")  # a model pickled before score existed scores by its loss
+        if score == "loss":
+            return ScoreRule("loss", loss)
+        scales = self.score_standardization_
+        return ScoreRule(score, loss, torch.from_numpy(self.train_features_), scales["loss"], scales["knn"],
+                         k=self.n_neighbors_)
+
     def _score(self, images: torch.Tensor, *, roundtrip: bool = True) -> np.ndarray:
         """Normality scores; ``roundtrip=False`` for images whose JPEG round trip is already done."""
         network = self.network_
-        # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
-        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
-        scores = apply_batched(lambda x: loss.normality(network, x), images, device=self.device_, mean=self.mean_,
-                               std=self.std_, input_size=self.input_size_, precision=self.precision,
+        rule = self._score_rule().to(self.device_)
+        scores = apply_batched(lambda x: rule(network, x), images, device=self.device_, mean=self.mean_,
+                               std=self.std_, input_size=self.input_size_, precision=SCORING_PRECISION,
                                # A model pickled before jpeg_quality existed was trained without it.
                                jpeg_quality=getattr(self, "jpeg_quality_", None) if roundtrip else None,
                                progress=f"{type(self).__name__} scoring" if self.verbose else None)
