@@ -24,9 +24,11 @@ MODULES = {
     "skad_transfer.data.sampling": "Index draws that do not grow with the corpus",
     "skad_transfer.weights": "Weights records",
     "skad_transfer.pretrain": "Pretraining theta0",
+    "skad_transfer.scoring": "Scores: the logit, kNN on the fitted features, their sum",
     "skad_transfer.export": "Deployment (ONNX)",
     "skad_transfer.engine": "The training core",
     "skad_transfer.bench": "Benchmarks",
+    "skad_transfer.bench.devsuite": "The development suite",
 }
 TARGET = Path(__file__).resolve().parent / "api.md"
 CLI_PLUMBING = {"add_arguments", "run", "main"}

@@ -174,6 +174,10 @@ training images from the OE images this well (``oe_separability_``); the develop
 kinds measured at or above it and its natural photographs below (``docs/design.md``)."""
 
 
+OE_SEPARABILITY_SAMPLE = 1000
+"""Normal and OE images (at most, each) on which ``fit`` measures ``oe_separability_``."""
+
+
 class OutlierExposureWarning(UserWarning):
     """The outlier-exposure corpus is too easy to tell from the normal images to teach the task."""
 

@@ -51,7 +51,7 @@ from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.backbone import BACKBONES, Backbone, build_backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import Regularizer, make_regularizer
-from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_THRESHOLD, SCORES, OutlierExposureWarning, ScoreRule,
+from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, OE_SEPARABILITY_THRESHOLD, SCORES, OutlierExposureWarning, ScoreRule,
                        Standardization, feature_separability, knn_distances, refitted_boundary, resolve_score)
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
@@ -612,7 +612,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return outlier_scores
 
     def _outlier_exposure_separability(self, network: nn.Module, X: torch.Tensor, data: TrainingData, seed: int,
-                                       sample_size: int = 1000) -> float | None:
+                                       sample_size: int = OE_SEPARABILITY_SAMPLE) -> float | None:
         """How well theta0's pooled features alone tell normal training images from OE images (up to
         ``sample_size`` of each, as training presents them): the cross-validated AUC of
         :func:`~skad_transfer.scoring.feature_separability`; None without OE or pooled features.
