@@ -62,7 +62,7 @@ def environment(precision: str) -> dict:
 
 def leave_one_out_knn(train: np.ndarray, queries: np.ndarray | None, k: int = 2):
     """kNN distances (mean of ``k``): of ``queries`` to ``train``, and of each training row to the
-    others (leave-one-out), as the library's ``score="logit+knn"`` standardises them."""
+    others (leave-one-out), as the library's ``anomaly_score="logit+knn"`` standardises them."""
     from sklearn.neighbors import NearestNeighbors
 
     index = NearestNeighbors(n_neighbors=k + 1).fit(train)
@@ -108,7 +108,7 @@ def deep(task, cls, corpus, seed: int, precision: str, frozen_knn) -> tuple[dict
     det = cls(random_state=seed, precision=precision, verbose=False).fit(task.X_normal, corpus)
     seconds = time.perf_counter() - started
     default = -det.score_samples(task.X_eval)
-    logit_train = -det.set_params(score="logit").score_samples(task.X_normal) if "score" in det.get_params() \
+    logit_train = -det.set_params(anomaly_score="loss").score_samples(task.X_normal) if "anomaly_score" in det.get_params() \
         else -det.score_samples(task.X_normal)
     logit = -det.score_samples(task.X_eval)
     flipped = -det.score_samples(task.X_eval[:, :, ::-1] if task.X_eval.ndim == 4 else task.X_eval)

@@ -48,7 +48,7 @@ KNN_BANK_CHUNK = 4096
 """Bank rows compared with a query batch at a time: bounds the distance matrix's memory."""
 
 
-#: The losses whose ``score="auto"`` adds the kNN term: outlier exposure's classifier (ADIB, ADRA).
+#: The losses whose ``anomaly_score="auto"`` adds the kNN term: outlier exposure's classifier (ADIB, ADRA).
 #: The other losses are the paper's baselines and keep their own score.
 KNN_BY_DEFAULT = ("bce",)
 
@@ -62,8 +62,8 @@ def resolve_score(score: str, network: nn.Module, loss: str = "bce") -> str:
         return "loss"
     if score != "auto":
         if score != "loss" and not isinstance(network, Backbone):
-            raise ValueError(f"score={score!r} needs the pooled features of a skad_transfer backbone (ResNet26 or a "
-                             f"torchvision ResNet by name); a module backbone gives logits only: use score='loss'")
+            raise ValueError(f"anomaly_score={score!r} needs the pooled features of a skad_transfer backbone (ResNet26 or a "
+                             f"torchvision ResNet by name); a module backbone gives logits only: use anomaly_score='loss'")
         return score
     return "loss+knn" if isinstance(network, Backbone) else "loss"
 
@@ -128,17 +128,17 @@ class ScoreRule(nn.Module):
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-        self.score, self.loss, self.k = score, loss, k
+        self.anomaly_score, self.loss, self.k = score, loss, k
         self.loss_scale, self.knn_scale = loss_scale, knn_scale
         self.register_buffer("bank", None if bank is None else bank.float())
 
     def forward(self, network: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Normality scores (float32) of the normalised batch ``x``."""
-        if self.score == "loss":
+        if self.anomaly_score == "loss":
             return self.loss.normality(network, x).float()
         pooled = network.features(x, ("pooled",))["pooled"].float()
         distance = knn_distances(pooled, self.bank.to(pooled.device), self.k)
-        if self.score == "knn":
+        if self.anomaly_score == "knn":
             return -distance
         anomaly = -self.loss.normality_of_pooled(network, pooled).float()
         return -((anomaly - self.loss_scale.mean) / self.loss_scale.scale

@@ -81,7 +81,7 @@ def test_a_default_precision_detector_exports_its_scores_to_1e_4(tmp_path):
     round trip: scores are float32 either way, and the graph reproduces them."""
     X_normal, X_outlier = problem()
     det = ADIBDetector(**{**FAST, "precision": "auto", "weights": "default"}).fit(X_normal, X_outlier)
-    assert det.score_ == "loss+knn"
+    assert det.anomaly_score_ == "loss+knn"
     path = export_onnx(det, tmp_path / "det.onnx", jpeg="caller")
     X = np.concatenate([X_normal[:6], X_outlier[:6]])
     roundtripped = jpeg_roundtrip(torch.from_numpy(X).permute(0, 3, 1, 2), 75).permute(0, 2, 3, 1).contiguous()

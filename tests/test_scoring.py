@@ -76,7 +76,7 @@ def test_auto_uses_the_features_of_a_backbone_and_the_loss_of_a_plain_module():
     assert resolve_score("auto", _Identity()) == "loss+knn"
     assert resolve_score("auto", torch.nn.Linear(2, 1)) == "loss"
     assert resolve_score("loss", torch.nn.Linear(2, 1)) == "loss"
-    with pytest.raises(ValueError, match="score='loss\\+knn' needs the pooled features.*score='loss'"):
+    with pytest.raises(ValueError, match="score='loss\\+knn' needs the pooled features.*anomaly_score='loss'"):
         resolve_score("loss+knn", torch.nn.Linear(2, 1))
 
 

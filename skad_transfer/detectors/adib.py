@@ -153,7 +153,7 @@ class ADIBDetector(TransferDetector):
         +13 dev AUC points), off for CIFAR-10 classes (0.59-0.79; forcing it on cost 4-8 dev
         points, their brightness carries meaning). Set ``False`` when the anomalies to find differ
         from normal by brightness or contrast alone (``docs/design.md``).
-    score : {"auto", "loss+knn", "loss", "knn"}, default="auto"
+    anomaly_score : {"auto", "loss+knn", "loss", "knn"}, default="auto"
         What ``score_samples`` returns (:mod:`skad_transfer.scoring`). ``"loss+knn"``: the anomaly
         logit plus the mean distance of the image's fitted pooled features to its 2 nearest normal
         training images, each standardised by its spread over the training images, negated. The
@@ -174,7 +174,7 @@ class ADIBDetector(TransferDetector):
 
     Attributes
     ----------
-    score_ : str
+    anomaly_score_ : str
         The score ``score_samples`` computes: ``"loss"``, ``"knn"`` or ``"loss+knn"``.
     train_features_ : ndarray of shape (n_train, n_features)
         Pooled features of the normal training images, the kNN bank (only for a kNN score).
@@ -279,7 +279,7 @@ class ADIBDetector(TransferDetector):
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
-        score="auto",
+        anomaly_score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -289,7 +289,7 @@ class ADIBDetector(TransferDetector):
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device, precision=precision, compile=compile,
             checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, score=score, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, anomaly_score=anomaly_score, random_state=random_state, verbose=verbose,
         )
         self.alpha = alpha
         self.regularizer = regularizer

@@ -260,7 +260,7 @@ class _Validation:
         # what score_samples makes, so the scores below are score_samples' scores.
         prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
                                     input_size=detector.input_size_, precision=SCORING_PRECISION)
-        self.score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
+        self.anomaly_score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
         self.X_val = jpeg_roundtrip(X_val, detector.jpeg_quality_)
         self.x_normal = prepare(lambda x: x, self.X_val)  # normalised once for the validation loss
         self.oe_images = self.x_outlier = None
@@ -286,8 +286,8 @@ class _Validation:
         if self.oe_images is not None:
             from sklearn.metrics import roc_auc_score
 
-            normal = self.score(network, self.X_val).double().numpy()
-            outlier = self.score(network, self.oe_images).double().numpy()
+            normal = self.anomaly_score(network, self.X_val).double().numpy()
+            outlier = self.anomaly_score(network, self.oe_images).double().numpy()
             labels = np.r_[np.ones(len(normal)), np.zeros(len(outlier))]
             auc = float(roc_auc_score(labels, np.r_[normal, outlier]))
         network.train(was_training)
@@ -322,7 +322,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         "jpeg_quality": [Interval(Integral, 1, 100, closed="both"), None],
         "match_outlier_exposure": ["boolean"],
         "match_histograms": ["boolean", StrOptions({"auto"})],
-        "score": [StrOptions({"auto", *SCORES})],
+        "anomaly_score": [StrOptions({"auto", *SCORES})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -368,7 +368,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
-        score="auto",
+        anomaly_score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -396,7 +396,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.jpeg_quality = jpeg_quality
         self.match_outlier_exposure = match_outlier_exposure
         self.match_histograms = match_histograms
-        self.score = score
+        self.anomaly_score = anomaly_score
         self.random_state = random_state
         self.verbose = verbose
 
@@ -584,7 +584,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         # normal images will score, while the training images' scores are those the network fitted.
         X_offset = X if X_val is None else X_val
         self.n_validation_ = 0 if X_val is None else int(X_val.shape[0])
-        if self.contamination == "auto" and self.score_ != "loss":
+        if self.contamination == "auto" and self.anomaly_score_ != "loss":
             outlier_scores = self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)
             self.offset_ = refitted_boundary(self._score(X_offset), None if outlier_scores is None else outlier_scores())
         elif self.contamination == "auto":
@@ -640,9 +640,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             network.train(was_training)
         separability = feature_separability(normal.numpy(), outliers.numpy(), random_state=seed)
         if separability >= OE_SEPARABILITY_THRESHOLD:
-            score = resolve_score(self.score, network, self._recipe().loss)
-            kept = ("the kNN term of this fit's score (score_='loss+knn') keeps what the features tell apart"
-                    if score != "loss" else "score='loss+knn' adds a kNN term that keeps what the features tell apart")
+            score = resolve_score(self.anomaly_score, network, self._recipe().loss)
+            kept = ("the kNN term of this fit's score (anomaly_score_='loss+knn') keeps what the features tell "
+                    "apart" if score != "loss" else
+                    "anomaly_score='loss+knn' adds a kNN term that keeps what the features tell apart")
             warnings.warn(
                 f"the outlier-exposure corpus is told apart from the normal images by theta0's features alone, "
                 f"before any training (cross-validated AUC {separability:.3f} >= {OE_SEPARABILITY_THRESHOLD}; "
@@ -804,14 +805,14 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ scoring
     def _fit_score(self, X: torch.Tensor) -> None:
-        """Resolve ``score`` into ``score_`` and fit what it needs from the normal training images:
+        """Resolve ``anomaly_score`` into ``anomaly_score_`` and fit what it needs from the normal training images:
         their pooled features (the kNN bank, ``train_features_``) and the standardisation of each
         term (``score_standardization_``: mean and spread of the anomaly logit, and of each image's
         kNN distance to the *other* training images)."""
-        self.score_ = resolve_score(self.score, self.network_, self._recipe().loss)
+        self.anomaly_score_ = resolve_score(self.anomaly_score, self.network_, self._recipe().loss)
         for name in ("train_features_", "score_standardization_", "n_neighbors_"):
             self.__dict__.pop(name, None)  # a refit with another score leaves nothing stale
-        if self.score_ == "loss":
+        if self.anomaly_score_ == "loss":
             return
         loss = self._recipe().make_loss(center=getattr(self, "center_", None))
         network = self.network_
@@ -837,7 +838,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         """The fitted score as one torch function ``(network, x) -> normality`` (also what ONNX exports)."""
         # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
         loss = self._recipe().make_loss(center=getattr(self, "center_", None))
-        score = getattr(self, "score_", "loss")  # a model pickled before score existed scores by its loss
+        score = getattr(self, "anomaly_score_", "loss")  # a model pickled before score existed scores by its loss
         if score == "loss":
             return ScoreRule("loss", loss)
         scales = self.score_standardization_

@@ -37,7 +37,7 @@ _SHARED_DOC = """
 weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
 match_outlier_exposure, match_histograms, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init.
-    score : {"auto", "loss", "loss+knn", "knn"}, default="auto"
+    anomaly_score : {"auto", "loss", "loss+knn", "knn"}, default="auto"
         ``"auto"`` is the method's own score here (``"loss"``: the paper's baseline); the others as
         for :class:`~skad_transfer.ADIBDetector`."""
 
@@ -78,7 +78,7 @@ class _Baseline(TransferDetector):
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
-        score="auto",
+        anomaly_score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -88,7 +88,7 @@ class _Baseline(TransferDetector):
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
             precision=precision, compile=compile, checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, score=score, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, anomaly_score=anomaly_score, random_state=random_state, verbose=verbose,
         )
         self.regularizer = regularizer
         self.alpha = alpha
@@ -126,7 +126,7 @@ class DSVDDDetector(_Baseline):
         The centre ``c``.
     n_trainable_parameters_ : int
         Parameters trained (the convolutions).
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, score_, oe_separability_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, anomaly_score_, oe_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -164,7 +164,7 @@ class HSCDetector(_Baseline):
     Attributes
     ----------
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, score_, oe_separability_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, anomaly_score_, oe_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -211,7 +211,7 @@ class DOCDetector(_Baseline):
     center_ : ndarray of shape (n_features,)
         Mean pooled feature of the normal training images, after training.
     n_trainable_parameters_ : int
-    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, score_, oe_separability_, image_shape_, n_features_in_, \
+    network_, offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, anomaly_score_, oe_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`; ``network_``'s head is the trained reference
         classifier.
@@ -266,7 +266,7 @@ feature_names_in_, device_, n_iter_
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
-        score="auto",
+        anomaly_score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -276,7 +276,7 @@ feature_names_in_, device_, n_iter_
             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, contamination=contamination,
             image_shape=image_shape, device=device, precision=precision, compile=compile, checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, score=score,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, anomaly_score=anomaly_score,
             random_state=random_state, verbose=verbose,
         )
         self.compactness_weight = compactness_weight

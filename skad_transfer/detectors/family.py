@@ -90,7 +90,7 @@ class DeepADDetector(TransferDetector):
         DOC's lambda, the weight of the compactness loss (Perera & Patel's 0.1); used by ``"doc"`` only.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
 weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
-match_outlier_exposure, match_histograms, score, random_state, verbose
+match_outlier_exposure, match_histograms, anomaly_score, random_state, verbose
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one, refitted after
@@ -109,7 +109,7 @@ match_outlier_exposure, match_histograms, score, random_state, verbose
         ``"dsvdd"`` and ``"doc"`` only: the centre ``c`` of the pooled features.
     n_trainable_parameters_ : int
         Parameters that were trained.
-    offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, score_, oe_separability_, image_shape_, n_features_in_, \
+    offset_, history_, weights_, input_size_, mean_, std_, jpeg_quality_, match_histograms_, intensity_separability_, anomaly_score_, oe_separability_, image_shape_, n_features_in_, \
 feature_names_in_, device_, n_iter_
         As for :class:`~skad_transfer.ADIBDetector`.
 
@@ -189,7 +189,7 @@ feature_names_in_, device_, n_iter_
         jpeg_quality=75,
         match_outlier_exposure=True,
         match_histograms="auto",
-        score="auto",
+        anomaly_score="auto",
         random_state=None,
         verbose=True,
     ):
@@ -199,7 +199,7 @@ feature_names_in_, device_, n_iter_
             weight_decay=weight_decay, contamination=contamination, image_shape=image_shape, device=device,
             precision=precision, compile=compile, checkpoint=checkpoint, validation_fraction=validation_fraction,
             early_stopping=early_stopping, n_iter_no_change=n_iter_no_change, warm_start=warm_start, jpeg_quality=jpeg_quality,
-            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, score=score, random_state=random_state, verbose=verbose,
+            match_outlier_exposure=match_outlier_exposure, match_histograms=match_histograms, anomaly_score=anomaly_score, random_state=random_state, verbose=verbose,
         )
         self.loss = loss
         self.regularizer = regularizer

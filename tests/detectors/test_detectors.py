@@ -92,7 +92,7 @@ def test_auto_threshold_is_the_refitted_boundary_of_normal_vs_oe(easy_problem):
     X_normal, X_outlier, X_test, y_test = easy_problem
     # One epoch of a random-init width-4 network: logit 0 (the old "auto") is no boundary yet; here it
     # called every test image anomalous, normal ones included.
-    auto = ADIBDetector(**TINY, match_histograms=False, score="loss").fit(X_normal, X_outlier)
+    auto = ADIBDetector(**TINY, match_histograms=False, anomaly_score="loss").fit(X_normal, X_outlier)
     # Without validation_fraction: the training images and (here all of) the corpus, as training saw them.
     expected = OutlierExposureBCE().auto_offset(lambda: auto.score_samples(X_normal),
                                                 lambda: auto.score_samples(X_outlier))
@@ -102,7 +102,7 @@ def test_auto_threshold_is_the_refitted_boundary_of_normal_vs_oe(easy_problem):
     # The default score (logit + kNN) has no boundary of its own: a logistic fit of normal vs OE scores.
     auto = ADIBDetector(**TINY, match_histograms=False).fit(X_normal, X_outlier)
     expected = refitted_boundary(auto.score_samples(X_normal), auto.score_samples(X_outlier))
-    assert auto.score_ == "loss+knn" and auto.offset_ == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert auto.anomaly_score_ == "loss+knn" and auto.offset_ == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert np.mean(auto.predict(X_test[y_test == 1]) == -1) < 0.2
     assert np.mean(auto.predict(X_test[y_test == -1]) == -1) > 0.5
 

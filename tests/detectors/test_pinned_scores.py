@@ -33,7 +33,7 @@ COMMON = dict(
     backbone="resnet26", width=None, input_size=None, outlier_exposure=None, steps=6, epochs=None, batch_size=16,
     lr=0.01, momentum=0.9, weight_decay=1e-4, contamination="auto", image_shape=None, device="cpu",
     precision="float32", compile=False, checkpoint=None, validation_fraction=None, early_stopping=False, n_iter_no_change=5,
-    warm_start=False, jpeg_quality=75, match_outlier_exposure=True, match_histograms=False, score="loss", random_state=0,
+    warm_start=False, jpeg_quality=75, match_outlier_exposure=True, match_histograms=False, anomaly_score="loss", random_state=0,
     verbose=False,
 )
 REGULARIZED = dict(regularizer="l2sp", alpha=1e-2, ewc_lambda=400.0)

@@ -25,8 +25,8 @@ def loo_knn(bank, k=2):
 def test_the_default_score_is_the_standardised_sum_of_logit_and_knn(easy_problem):
     X_normal, X_outlier, X_test, _ = easy_problem
     det = ADIBDetector(**FAST).fit(X_normal, X_outlier)
-    assert det.score == "auto" and det.score_ == "loss+knn"
-    logit_only = ADIBDetector(**FAST, score="loss").fit(X_normal, X_outlier)  # the same network: score is not trained
+    assert det.score == "auto" and det.anomaly_score_ == "loss+knn"
+    logit_only = ADIBDetector(**FAST, anomaly_score="loss").fit(X_normal, X_outlier)  # the same network: score is not trained
     features = LayerFeatures(backbone=det, precision="float32").fit(X_normal)
     bank, queries = features.transform(X_normal), features.transform(X_test)
     np.testing.assert_allclose(det.train_features_, bank, rtol=1e-5, atol=1e-6)
@@ -41,17 +41,17 @@ def test_the_default_score_is_the_standardised_sum_of_logit_and_knn(easy_problem
 
 def test_knn_alone_and_the_loss_alone(easy_problem):
     X_normal, X_outlier, X_test, y_test = easy_problem
-    knn = ADIBDetector(**FAST, score="knn").fit(X_normal, X_outlier)
-    assert knn.score_ == "knn" and knn.score_samples(X_test).max() <= 0  # minus a distance
-    loss = ADIBDetector(**FAST, score="loss").fit(X_normal, X_outlier)
-    assert loss.score_ == "loss" and not hasattr(loss, "train_features_")
+    knn = ADIBDetector(**FAST, anomaly_score="knn").fit(X_normal, X_outlier)
+    assert knn.anomaly_score_ == "knn" and knn.score_samples(X_test).max() <= 0  # minus a distance
+    loss = ADIBDetector(**FAST, anomaly_score="loss").fit(X_normal, X_outlier)
+    assert loss.anomaly_score_ == "loss" and not hasattr(loss, "train_features_")
     # A refit with the loss alone drops the kNN bank of the previous fit.
-    assert not hasattr(knn.set_params(score="loss").fit(X_normal, X_outlier), "train_features_")
+    assert not hasattr(knn.set_params(anomaly_score="loss").fit(X_normal, X_outlier), "train_features_")
 
 
 def test_the_baselines_keep_their_own_score_by_default(easy_problem):
     X_normal, X_outlier, _, _ = easy_problem
-    assert HSCDetector(**FAST).fit(X_normal, X_outlier).score_ == "loss"
+    assert HSCDetector(**FAST).fit(X_normal, X_outlier).anomaly_score_ == "loss"
 
 
 def test_a_module_backbone_scores_by_its_logit(easy_problem):
@@ -60,9 +60,9 @@ def test_a_module_backbone_scores_by_its_logit(easy_problem):
                                  torch.nn.Linear(2, 1))
     params = {k: v for k, v in FAST.items() if k not in ("weights", "width")}
     det = ADIBDetector(backbone=module, weights=None, **params).fit(X_normal, X_outlier)
-    assert det.score_ == "loss" and det.oe_separability_ is None
+    assert det.anomaly_score_ == "loss" and det.oe_separability_ is None
     with pytest.raises(ValueError, match="needs the pooled features"):
-        ADIBDetector(backbone=module, weights=None, score="loss+knn", **params).fit(X_normal, X_outlier)
+        ADIBDetector(backbone=module, weights=None, anomaly_score="loss+knn", **params).fit(X_normal, X_outlier)
 
 
 def test_knn_scores_survive_pickling_and_contamination_sets_the_offset(easy_problem):
@@ -83,7 +83,7 @@ def test_scores_keep_float32_resolution_when_training_in_bfloat16():
     X_outlier = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     X = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
     for score in ("loss", "loss+knn"):
-        det = ADRADetector(**{**FAST, "weights": "default", "width": None, "precision": "bfloat16"}, score=score)
+        det = ADRADetector(**{**FAST, "weights": "default", "width": None, "precision": "bfloat16"}, anomaly_score=anomaly_score)
         scores = det.fit(X_normal, X_outlier).score_samples(X)
         assert len(np.unique(scores)) == len(X), score
         # bf16 would round a logit of size ~1 to steps of 2**-7; float32 resolves far finer.
