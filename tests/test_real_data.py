@@ -88,10 +88,10 @@ def test_scores_keep_float32_resolution_on_2000_natural_images_after_a_bf16_fit(
 
     task = make_task("cifar10-dev", 0, data_dir=DATA, n_normal=500, n_eval_per_class=200)
     corpus = load_outlier_exposure(DATA, n=5000)
-    for score in ("loss", "auto"):
+    for anomaly_score in ("loss", "auto"):
         det = ADIBDetector(steps=30, precision="bfloat16", anomaly_score=anomaly_score, random_state=0, verbose=False)
         scores = det.fit(task.X_normal, corpus).score_samples(task.X_eval)
-        assert len(task.X_eval) == 2000 and len(np.unique(scores)) >= 0.99 * 2000, score
+        assert len(task.X_eval) == 2000 and len(np.unique(scores)) >= 0.99 * 2000, anomaly_score
 
 
 def test_the_knn_term_lifts_the_logit_where_the_oe_corpus_is_far():

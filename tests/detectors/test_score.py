@@ -82,10 +82,11 @@ def test_scores_keep_float32_resolution_when_training_in_bfloat16():
     X_normal = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     X_outlier = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     X = rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)
-    for score in ("loss", "loss+knn"):
-        det = ADRADetector(**{**FAST, "weights": "default", "width": None, "precision": "bfloat16"}, anomaly_score=anomaly_score)
+    for anomaly_score in ("loss", "loss+knn"):
+        det = ADRADetector(**{**FAST, "weights": "default", "width": None, "precision": "bfloat16"},
+                           anomaly_score=anomaly_score)
         scores = det.fit(X_normal, X_outlier).score_samples(X)
-        assert len(np.unique(scores)) == len(X), score
+        assert len(np.unique(scores)) == len(X), anomaly_score
         # bf16 would round a logit of size ~1 to steps of 2**-7; float32 resolves far finer.
         assert np.min(np.diff(np.sort(scores))) < 2.0 ** -10
 
