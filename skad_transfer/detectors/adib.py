@@ -80,7 +80,9 @@ class ADIBDetector(TransferDetector):
         Sets ``offset_``. ``"auto"``: the logit's own boundary (anomaly probability 1/2), with the
         logit's shift refitted after training to minimise eq. (1) over normal and OE images (the
         held-out ones with ``validation_fraction``, else the training images and as many corpus
-        images): ~0 once training has converged, and a usable boundary after a short fit too. A float:
+        images): ~0 once training has converged, and a usable boundary after a short fit too. With a
+        kNN term in ``anomaly_score`` (the default), which has no boundary of its own, the score at
+        which a logistic fit of the same normal vs OE scores gives 1/2. A float:
         that fraction of the held-out normal images (``validation_fraction``) falls below the
         threshold, i.e. the expected false-alarm rate on new normal images; without
         ``validation_fraction``, that fraction of the *training* images, which the network has

@@ -260,7 +260,7 @@ class _Validation:
         # what score_samples makes, so the scores below are score_samples' scores.
         prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
                                     input_size=detector.input_size_, precision=SCORING_PRECISION)
-        self.anomaly_score = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
+        self.normality = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
         self.X_val = jpeg_roundtrip(X_val, detector.jpeg_quality_)
         self.x_normal = prepare(lambda x: x, self.X_val)  # normalised once for the validation loss
         self.oe_images = self.x_outlier = None
@@ -286,8 +286,8 @@ class _Validation:
         if self.oe_images is not None:
             from sklearn.metrics import roc_auc_score
 
-            normal = self.anomaly_score(network, self.X_val).double().numpy()
-            outlier = self.anomaly_score(network, self.oe_images).double().numpy()
+            normal = self.normality(network, self.X_val).double().numpy()
+            outlier = self.normality(network, self.oe_images).double().numpy()
             labels = np.r_[np.ones(len(normal)), np.zeros(len(outlier))]
             auc = float(roc_auc_score(labels, np.r_[normal, outlier]))
         network.train(was_training)
