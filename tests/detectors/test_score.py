@@ -25,7 +25,7 @@ def loo_knn(bank, k=2):
 def test_the_default_score_is_the_standardised_sum_of_logit_and_knn(easy_problem):
     X_normal, X_outlier, X_test, _ = easy_problem
     det = ADIBDetector(**FAST).fit(X_normal, X_outlier)
-    assert det.score == "auto" and det.anomaly_score_ == "loss+knn"
+    assert det.anomaly_score == "auto" and det.anomaly_score_ == "loss+knn"
     logit_only = ADIBDetector(**FAST, anomaly_score="loss").fit(X_normal, X_outlier)  # the same network: score is not trained
     features = LayerFeatures(backbone=det, precision="float32").fit(X_normal)
     bank, queries = features.transform(X_normal), features.transform(X_test)
