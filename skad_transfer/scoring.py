@@ -24,6 +24,7 @@ computes what ``score_samples`` computes: the network runs once and the distance
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,8 @@ from torch import nn
 from .nn.backbone import Backbone
 
 __all__ = ["KNN_NEIGHBORS", "OE_SEPARABILITY_THRESHOLD", "SCORES", "OutlierExposureWarning", "ScoreRule",
-           "feature_separability", "knn_distances", "refitted_boundary", "resolve_score"]
+           "feature_separability", "knn_distances", "refitted_boundary", "resolve_score",
+           "warn_if_oe_cannot_teach"]
 
 #: The values of a detector's ``score`` parameter besides ``"auto"``.
 SCORES = ("loss", "knn", "loss+knn")
@@ -198,3 +200,19 @@ def feature_separability(normal: np.ndarray, outliers: np.ndarray, random_state:
     folds = StratifiedKFold(min(3, n_normal, n_outliers), shuffle=True, random_state=random_state)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     return float(cross_val_score(model, features, labels, cv=folds, scoring="roc_auc").mean())
+
+
+def warn_if_oe_cannot_teach(separability: float, score: str) -> None:
+    """Warn (:class:`OutlierExposureWarning`) when ``separability`` (``oe_separability_``) reaches
+    :data:`OE_SEPARABILITY_THRESHOLD`, naming the remedy and what the fit's ``score`` does about it."""
+    if not separability >= OE_SEPARABILITY_THRESHOLD:
+        return
+    kept = ("the kNN term of this fit's score (anomaly_score_='loss+knn') keeps what the features tell apart"
+            if score != "loss" else "anomaly_score='loss+knn' adds a kNN term that keeps what the features tell apart")
+    warnings.warn(
+        f"the outlier-exposure corpus is told apart from the normal images by theta0's features alone, before any "
+        f"training (cross-validated AUC {separability:.3f} >= {OE_SEPARABILITY_THRESHOLD}; oe_separability_): a "
+        f"classifier against it learns what kind of image is normal more than what makes an anomaly, and its logit "
+        f"may call anomalies of the same kind normal; {kept}. The remedy is an outlier-exposure corpus of the same "
+        f"kind as the normal images (other classes, other sources).",
+        OutlierExposureWarning, stacklevel=5)

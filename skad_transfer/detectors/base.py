@@ -27,7 +27,6 @@ import functools
 import hashlib
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -51,8 +50,8 @@ from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.backbone import BACKBONES, Backbone, build_backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import Regularizer, make_regularizer
-from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, OE_SEPARABILITY_THRESHOLD, SCORES, OutlierExposureWarning, ScoreRule,
-                       Standardization, feature_separability, knn_distances, refitted_boundary, resolve_score)
+from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, SCORES, ScoreRule, Standardization, feature_separability,
+                       knn_distances, refitted_boundary, resolve_score, warn_if_oe_cannot_teach)
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 SCORING_PRECISION = "float32"
@@ -639,18 +638,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         finally:
             network.train(was_training)
         separability = feature_separability(normal.numpy(), outliers.numpy(), random_state=seed)
-        if separability >= OE_SEPARABILITY_THRESHOLD:
-            score = resolve_score(self.anomaly_score, network, self._recipe().loss)
-            kept = ("the kNN term of this fit's score (anomaly_score_='loss+knn') keeps what the features tell "
-                    "apart" if score != "loss" else
-                    "anomaly_score='loss+knn' adds a kNN term that keeps what the features tell apart")
-            warnings.warn(
-                f"the outlier-exposure corpus is told apart from the normal images by theta0's features alone, "
-                f"before any training (cross-validated AUC {separability:.3f} >= {OE_SEPARABILITY_THRESHOLD}; "
-                f"oe_separability_): a classifier against it learns what kind of image is normal more than what "
-                f"makes an anomaly, and its logit may call anomalies of the same kind normal; {kept}. The remedy is "
-                f"an outlier-exposure corpus of the same kind as the normal images (other classes, other sources).",
-                OutlierExposureWarning, stacklevel=4)
+        warn_if_oe_cannot_teach(separability, resolve_score(self.anomaly_score, network, self._recipe().loss))
         return separability
 
     def _continue_from(self, network: nn.Module, fitted: nn.Module) -> None:
