@@ -117,8 +117,9 @@ class ADIBDetector(TransferDetector):
         Hold out this fraction of the normal images, and as many OE images (at most), drawn with
         the fit's seed; they are not trained on. Every epoch they are scored into ``history_``
         (``val_loss``: the training objective on them, un-augmented, BatchNorm in eval mode;
-        ``val_auc``: held-out normal vs held-out OE), and a float ``contamination`` takes its
-        threshold from the held-out normal images. None (default) trains on every image.
+        ``val_auc``: held-out normal vs held-out OE, ranked by the loss's own score, the logit:
+        the kNN term of ``anomaly_score`` is built from the finished fit), and ``contamination``
+        takes its threshold from the held-out images. None (default) trains on every image.
     early_stopping : bool, default=False
         With ``validation_fraction``: stop once ``val_loss`` has not improved (by more than 1e-4)
         for ``n_iter_no_change`` epochs, and keep the weights of the best epoch (``best_epoch_``).

@@ -28,7 +28,7 @@ def test_history_holds_validation_loss_and_auc_and_the_threshold_comes_from_held
     assert plain.n_validation_ == 0 and not hasattr(plain, "validation_indices_") and "val_loss" not in plain.history_[0]
 
 
-def test_auto_threshold_is_refitted_on_held_out_normal_and_oe_images(easy_problem, monkeypatch):
+def test_auto_threshold_of_the_logit_is_refitted_on_held_out_normal_and_oe_images(easy_problem, monkeypatch):
     from skad_transfer.losses import OutlierExposureBCE
 
     X_normal, X_outlier, _, _ = easy_problem
@@ -40,12 +40,36 @@ def test_auto_threshold_is_refitted_on_held_out_normal_and_oe_images(easy_proble
         return real(self, lambda: seen[-1][0], lambda: seen[-1][1])
 
     monkeypatch.setattr(OutlierExposureBCE, "auto_offset", recording)
-    det = ADIBDetector(validation_fraction=0.25, **FAST).fit(X_normal, X_outlier)
+    logit = {**FAST, "anomaly_score": "loss"}
+    det = ADIBDetector(validation_fraction=0.25, **logit).fit(X_normal, X_outlier)
     normal, outlier = seen[-1]
     assert np.array_equal(normal, det.score_samples(X_normal[det.validation_indices_]))
     assert len(outlier) == 32  # as many held-out OE images as normal ones
     assert det.offset_ == pytest.approx(real(OutlierExposureBCE(), lambda: normal, lambda: outlier))
     # Without validation_fraction: the training images and as many corpus images (here all 128).
+    plain = ADIBDetector(**logit).fit(X_normal, X_outlier)
+    normal, outlier = seen[-1]
+    assert np.array_equal(normal, plain.score_samples(X_normal)) and len(outlier) == len(X_outlier)
+
+
+def test_auto_threshold_of_the_default_score_is_refitted_on_held_out_normal_and_oe_images(easy_problem, monkeypatch):
+    import skad_transfer.detectors.base as base
+
+    X_normal, X_outlier, _, _ = easy_problem
+    seen = []
+    real = base.refitted_boundary
+
+    def recording(normal_scores, outlier_scores):
+        seen.append((normal_scores, outlier_scores))
+        return real(normal_scores, outlier_scores)
+
+    monkeypatch.setattr(base, "refitted_boundary", recording)
+    det = ADIBDetector(validation_fraction=0.25, **FAST).fit(X_normal, X_outlier)
+    assert det.anomaly_score_ == "loss+knn" and len(seen) == 1
+    normal, outlier = seen[-1]
+    assert np.array_equal(normal, det.score_samples(X_normal[det.validation_indices_]))
+    assert len(outlier) == 32  # as many held-out OE images as normal ones
+    assert det.offset_ == pytest.approx(real(normal, outlier))
     plain = ADIBDetector(**FAST).fit(X_normal, X_outlier)
     normal, outlier = seen[-1]
     assert np.array_equal(normal, plain.score_samples(X_normal)) and len(outlier) == len(X_outlier)
@@ -76,8 +100,11 @@ def test_early_stopping_stops_and_restores_the_best_epoch(easy_problem):
 
     X_normal, X_outlier, _, _ = easy_problem
     # lr 1.5 makes the validation loss jump about; patience 1 stops at the first epoch that is no better.
+    # The history scores the logit (the training objective's own score), so the fitted detector is
+    # asked for the same score to recompute it.
     det = ADIBDetector(validation_fraction=0.25, early_stopping=True, n_iter_no_change=1, match_histograms=False,
-                       **{**FAST, "epochs": 12, "lr": 1.5, "regularizer": None}).fit(X_normal, X_outlier)
+                       anomaly_score="loss", **{**FAST, "epochs": 12, "lr": 1.5, "regularizer": None})
+    det.fit(X_normal, X_outlier)
     losses = [h["val_loss"] for h in det.history_]
     assert len(losses) < 12 and det.history_[-1]["stopped_early"] is True and det.n_iter_ == len(losses)
     assert det.best_epoch_ == 1 + int(np.argmin(losses)) and det.best_epoch_ < len(losses)
