@@ -72,6 +72,32 @@ def test_grayscale_and_empty_batches():
     assert jpeg_roundtrip(empty, 75).shape == (0, 3, 32, 32)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("quality", [30, 75, 90])
+def test_the_round_trip_makes_the_pixels_torchvision_s_deprecated_codec_made(channels, quality):
+    # Pillow replaced torchvision's encode_jpeg/decode_jpeg (deprecated in 0.29); both wrap
+    # libjpeg-turbo, and every stored result and pinned score relies on the pixels being the same.
+    import warnings
+
+    io = pytest.importorskip("torchvision.io")
+    if not hasattr(io, "encode_jpeg"):
+        pytest.skip("torchvision no longer ships its JPEG codec")
+    images = natural_like(16, channels=channels, seed=quality)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        reference = torch.stack(io.decode_jpeg(io.encode_jpeg(list(images), quality=quality)))
+    assert torch.equal(jpeg_roundtrip(images, quality), reference)
+
+
+def test_the_round_trip_calls_no_deprecated_api():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        jpeg_roundtrip(natural_like(2), 75)
+        jpeg_roundtrip(natural_like(2, channels=1), 75)
+
+
 @pytest.mark.parametrize("quality, error", [(0, ValueError), (101, ValueError), (75.0, TypeError), (True, TypeError),
                                             ("75", TypeError)])
 def test_quality_is_checked(quality, error):
