@@ -13,7 +13,11 @@ Accepted forms (numpy arrays, anything array-like, lists of images, or torch ten
 * ``(N, F)``: flattened images. Rows are read channel-major (``C, H, W``, the order of CIFAR's
   raw arrays and of ``x.reshape(len(x), -1)`` on an NCHW batch). The shape is ``image_shape`` when
   given (one entry may be ``-1``, as in ``reshape``: ``(1, 1, -1)`` reads any row as a one-pixel-high
-  strip), else inferred: ``3 * s * s`` features -> ``(3, s, s)``, ``s * s`` -> ``(1, s, s)``.
+  strip), else inferred: ``s * s`` features -> ``(1, s, s)``. A row of ``3 * s * s`` features with
+  ``s > 1`` and no ``image_shape`` is an error: it reads as channel-major ``(3, s, s)`` or as a
+  flattened NHWC image ``(s, s, 3)``, two different images (reshape an NHWC batch to
+  ``(N, s, s, 3)``, or pass ``image_shape=(3, s, s)`` for channel-major rows);
+* one axis only (``(F,)``) is an error: one flattened image is ``X[None]``.
 
 Intensities: integers hold 0..255 (stored as uint8); floats hold intensities in [0, 1] up to
 :data:`INTENSITY_TOLERANCE` (stored as float32, not clipped; :func:`intensity_range_problem` is the
@@ -165,10 +169,19 @@ def resolve_image_shape(n_features: int, image_shape=None, name: str = "X") -> t
         if shape[0] not in (1, 3):
             raise ValueError(f"image_shape must have 1 or 3 channels, got {shape}")
         return shape
-    for channels in (3, 1):
-        side = math.isqrt(n_features // channels)
-        if n_features % channels == 0 and side * side * channels == n_features and side > 0:
-            return (channels, side, side)
+    side = math.isqrt(n_features)
+    if side * side == n_features and side > 0:
+        return (1, side, side)
+    side = math.isqrt(n_features // 3)
+    if n_features % 3 == 0 and side * side * 3 == n_features and side > 0:
+        if side > 1:
+            raise ValueError(
+                f"{name} has {n_features} = 3*{side}*{side} features per row, which reads two ways: as channel-major "
+                f"(3, {side}, {side}) images (CIFAR's raw arrays, X.reshape(len(X), -1) of an NCHW batch) or as "
+                f"flattened NHWC ({side}, {side}, 3) images, and the two give different images. Pass "
+                f"image_shape=(3, {side}, {side}) for channel-major rows, or X.reshape(-1, {side}, {side}, 3) for NHWC rows"
+            )
+        return (3, side, side)  # one pixel: both readings are the same image
     raise ValueError(
         f"{name} has {n_features} features per row, which is not a flattened square image "
         f"(3*s*s or s*s); pass image_shape=(C, H, W), e.g. image_shape=(1, 1, -1) to read each "
@@ -293,6 +306,11 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
     """
     if not validated:
         X = to_numpy(X, name)
+        if getattr(X, "ndim", None) == 1:  # before check_array, whose advice, reshape(-1, 1), is wrong for images
+            raise ValueError(
+                f"{name}: expected a batch of images, {IMAGE_FORMS}; got one axis, shape {tuple(X.shape)}. "
+                f"One flattened image is X[None] (with image_shape=(C, H, W) when it is not square)"
+            )
         with naming_errors(name):
             X = check_array(
                 X, accept_sparse=False, dtype="numeric", ensure_all_finite=True,
@@ -420,7 +438,11 @@ def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
         with naming_errors("X"):
             X = validate_data(estimator, X, reset=reset, dtype="numeric", ensure_all_finite=True,
                               ensure_min_samples=1)
-        shape = estimator.image_shape if reset else getattr(estimator, "image_shape_", None)
+        shape = estimator.image_shape
+        if shape is None and not reset and getattr(estimator, "image_shape_", (3,))[0] == 1:
+            # Grayscale rows read one way only; colour rows fitted from a 4-D batch do not (NCHW or
+            # NHWC flattened), so for them only the image_shape parameter says which.
+            shape = estimator.image_shape_
         if reset:
             estimator.image_shape_ = resolve_image_shape(X.shape[1], estimator.image_shape, "X")
         batch = as_image_batch(X, name="X", image_shape=shape, validated=True, out_of_range=out_of_range,
@@ -435,4 +457,22 @@ def validate_images(estimator, X, *, reset: bool) -> torch.Tensor:
             estimator.image_shape_ = batch.source_shape
             if hasattr(estimator, "feature_names_in_"):
                 del estimator.feature_names_in_
+    if not reset:
+        _check_fitted_image_shape(estimator, batch.source_shape)
     return batch.data
+
+
+def _check_fitted_image_shape(estimator, shape: tuple[int, int, int]) -> None:
+    """Images scored after fit have the fitted images' channels and size, as scikit-learn requires
+    the fitted number of features: a detector of 32x32 colour images has learnt nothing about 28x28
+    grayscale ones, whatever the resize to the network's input would make of them."""
+    fitted = getattr(estimator, "image_shape_", None)
+    if fitted is None or tuple(shape) == tuple(fitted):
+        return
+    (c, h, w), (fc, fh, fw) = shape, fitted
+    raise ValueError(
+        f"X holds {c}-channel {h}x{w} images (image_shape {tuple(shape)}), but {type(estimator).__name__} was "
+        f"fitted on {fc}-channel {fh}x{fw} images (image_shape_={tuple(fitted)}). Bring them to the fitted "
+        f"size and channels (e.g. torch.nn.functional.interpolate; colour from grayscale by repeating the "
+        f"channel), or fit on images like these"
+    )

@@ -7,6 +7,7 @@ training (the ``no_training`` fixture fails a test that reaches the training loo
 fast; the few fits are width 4, one step, on 16 images of 8x8 pixels.
 """
 
+import copy
 import re
 import warnings
 
@@ -266,11 +267,12 @@ def test_image_shape_reads_an_ambiguous_batch_like_its_unambiguous_form(form):
 
 
 def test_a_fit_on_an_ambiguous_batch_with_image_shape_equals_the_canonical_fit(data):
-    _, X_outlier, X_test = data
+    _, X_outlier, _ = data
     ambiguous, image_shape, nchw = canonical_forms()["NHWC (N, 3, 8, 3)"]
     told = ADIBDetector(**FAST, image_shape=image_shape).fit(ambiguous, X_outlier)
     canonical = ADIBDetector(**FAST, image_shape=image_shape).fit(nchw.reshape(N, -1), X_outlier)
-    assert np.array_equal(told.score_samples(X_test), canonical.score_samples(X_test))
+    new = noise(10, (3, 8, 3), seed=5)  # NHWC images of the fitted shape, as the parameter says
+    assert np.array_equal(told.score_samples(new), canonical.score_samples(new.transpose(0, 3, 1, 2)))
     # Scoring reads the same shape the same way (the parameter still says NHWC).
     assert np.array_equal(told.score_samples(ambiguous), canonical.score_samples(nchw.reshape(N, -1)))
 
@@ -373,7 +375,7 @@ def ragged_tensors():
     (np.zeros((N, 8, 8, 2), np.uint8), ValueError, named("X", "expected 1 or 3 channels")),
     (np.zeros((N, 8, 8, 4), np.uint8), ValueError, named("X", "expected 1 or 3 channels", "alpha")),
     (np.zeros((N, 1, 8, 8, 3), np.uint8), ValueError, named("X", "expected (N, H, W, C)", "(16, 1, 8, 8, 3)")),
-    (np.zeros(N, np.uint8), ValueError, named("X", "2D array")),
+    (np.zeros(N, np.uint8), ValueError, named("X", "got one axis", "X[None]")),
     (np.zeros((N, 7), np.uint8), ValueError, "X has 7 features per row.*image_shape="),
     (torch.empty((N, 3, 8, 8), device="meta"), ValueError, named("X", "'meta' device")),
     (torch.zeros((N, 192)).to_sparse(), TypeError, named("X", "sparse tensors")),
@@ -422,13 +424,29 @@ def test_an_unavailable_device_is_an_error_naming_it(data, no_training):
         ADIBDetector(**{**FAST, "device": "cuda:99"}).fit(data[0], data[1])
 
 
-def test_scored_images_of_another_size_are_resized_as_documented(fitted, data):
-    larger = noise(6, (12, 12, 3), seed=3)
-    resized = resize_images(as_image_batch(larger).data, fitted.input_size_).permute(0, 2, 3, 1).numpy()
-    assert np.array_equal(fitted.score_samples(larger), fitted.score_samples(resized))
+def test_scored_images_of_another_size_are_an_error_naming_both_shapes(fitted):
+    # As scikit-learn refuses another feature count: the detector learnt nothing about other images.
+    with pytest.raises(ValueError, match=r"X holds 3-channel 12x12 images .* fitted on 3-channel 8x8 images "
+                                         r"\(image_shape_=\(3, 8, 8\)\)"):
+        fitted.score_samples(noise(6, (12, 12, 3), seed=3))
 
 
-def test_scored_images_with_other_channels_are_replicated_as_documented(fitted, data):
+def test_scored_images_with_other_channels_are_an_error_and_the_suggested_conversion_scores(fitted, data):
     gray = data[2][..., 0]
-    assert np.array_equal(fitted.score_samples(gray), fitted.score_samples(np.repeat(gray[..., None], 3, axis=-1)))
-    assert np.array_equal(fitted.score_samples(gray[:, None]), fitted.score_samples(gray))
+    for form in (gray, gray[:, None]):
+        with pytest.raises(ValueError, match=r"X holds 1-channel 8x8 images .* fitted on 3-channel 8x8 images"):
+            fitted.score_samples(form)
+    with pytest.raises(ValueError, match="X has 64 features, but ADIBDetector is expecting 192"):  # scikit-learn's
+        fitted.score_samples(gray.reshape(len(gray), -1))
+    # The message's remedy: repeat the channel; the result is what the detector scores as colour.
+    assert fitted.score_samples(np.repeat(gray[..., None], 3, axis=-1)).shape == (len(gray),)
+
+
+def test_flattened_colour_rows_are_an_error_unless_image_shape_says_channel_major(fitted, data):
+    X_test = data[2]
+    with pytest.raises(ValueError, match=r"X has 192 = 3\*8\*8 features per row, which reads two ways.*"
+                                         r"image_shape=\(3, 8, 8\).*X.reshape\(-1, 8, 8, 3\)"):
+        fitted.score_samples(X_test.reshape(len(X_test), -1))
+    told = copy.deepcopy(fitted).set_params(image_shape=(3, 8, 8))  # the parameter says channel-major
+    nchw_rows = X_test.transpose(0, 3, 1, 2).reshape(len(X_test), -1)
+    assert np.array_equal(told.score_samples(nchw_rows), fitted.score_samples(X_test))
