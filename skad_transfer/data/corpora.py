@@ -82,8 +82,34 @@ class OutlierCorpus:
         if self._is_array:
             rows = take_rows(self._source, indices)
         else:
-            rows = np.stack([_item_to_array(self._source[int(i)], self.name) for i in indices])
+            rows = np.stack([self._read_item(int(i)) for i in indices])
         return as_image_batch(rows, name=self.name, image_shape=self.image_shape).data
+
+    def _read_item(self, index: int) -> np.ndarray:
+        """Item ``index`` of a dataset as an (H, W, C) array, with the corpus and the item named in
+        any error: the dataset's own, and items of a size other than the first item's (one batch
+        stacks them, and the training batches of a fit must all have one size)."""
+        try:
+            item = self._source[index]
+        except Exception as error:  # the loader's own error, with where it happened
+            message = (f"{self.name}: reading item {index} of {type(self._source).__name__} (len {len(self)}) "
+                       f"raised {type(error).__name__}: {error}")
+            try:
+                wrapped = type(error)(message)
+            except Exception:
+                wrapped = RuntimeError(message)
+            raise wrapped from error
+        array = _item_to_array(item, self.name)
+        first = getattr(self, "_item_shape", None)
+        if first is None:
+            self._item_shape = first = (index, array.shape)
+        if array.shape != first[1]:
+            raise ValueError(
+                f"{self.name}: the dataset's items must all have one size, got {first[1]} (H, W, C) at item "
+                f"{first[0]} and {array.shape} at item {index}; resize them in the dataset's transform, e.g. "
+                f"torchvision.transforms.Resize(({first[1][0]}, {first[1][1]}))"
+            )
+        return array
 
     def all(self) -> ImageBatch:
         """The whole corpus as one batch (only for corpora that fit in memory)."""

@@ -109,6 +109,40 @@ def test_map_style_dataset_as_loader(images):
     assert torch.equal(OutlierCorpus(pil).take([7]), expected(images, [7]))
 
 
+def test_a_dataset_with_items_of_mixed_sizes_is_an_error_naming_both_items(images):
+    class Mixed:
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, index):
+            return images[index] if index < 5 else images[index][:6, :6]
+
+    corpus = OutlierCorpus(Mixed(), name="outlier_exposure")
+    with pytest.raises(ValueError, match=r"outlier_exposure: the dataset's items must all have one size, got "
+                                         r"\(8, 8, 3\) \(H, W, C\) at item 0 and \(6, 6, 3\) at item 6; .*Resize\(\(8, 8\)\)"):
+        corpus.take([1, 6])
+    # Across batches too: each batch of a fit must have the first batch's size.
+    with pytest.raises(ValueError, match="at item 0 and .* at item 7"):
+        corpus.take([7])
+
+
+def test_a_dataset_s_own_error_names_the_corpus_and_the_item_and_keeps_its_type(images):
+    class Broken:
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, index):
+            if index >= 3:
+                raise IndexError("list index out of range")
+            return images[index]
+
+    corpus = OutlierCorpus(Broken(), name="X_outlier")
+    with pytest.raises(IndexError, match=r"^X_outlier: reading item 4 of Broken \(len 10\) raised IndexError: list "
+                                         r"index out of range$") as caught:
+        corpus.take([1, 4])
+    assert isinstance(caught.value.__cause__, IndexError)
+
+
 def test_registered_paper_corpora_read_from_the_data_root(tmp_path, monkeypatch, images):
     assert {"tinyimagenet", "cifar100", "svhn", "stl10-unlabeled"} <= set(list_corpora())
     monkeypatch.setenv("SKAD_TRANSFER_DATA", str(tmp_path / "data"))
