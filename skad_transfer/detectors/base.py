@@ -240,6 +240,19 @@ class _Summary:
         return self.text
 
 
+def _check_theta0_is_finite(network: nn.Module, source: str) -> None:
+    """A theta0 with NaN or infinite values is an error before any work, naming the tensor and its
+    source: training from it would fail as a diverged loss, and blame the learning rate."""
+    for name, tensor in [*network.named_parameters(), *network.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{source}: theta0 holds non-finite values (nan or inf) in {name!r} ({count} of {tensor.numel()} "
+                f"values), so it can be neither trained nor scored. The weights are damaged or come from a run "
+                f"that diverged: pass other weights (a registered name or a checkpoint path), or pretrain again"
+            )
+
+
 EARLY_STOPPING_TOL = 1e-4
 """An epoch improves on the best when its validation loss is lower by more than this."""
 
@@ -521,6 +534,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         record = resolve_weights(self.weights, arch=self._backbone_arch())
         # The fit's own generators, not torch's global one, which concurrent fits in threads share.
         network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
+        _check_theta0_is_finite(network, "weights " + repr(record.name) if record is not None else "backbone")
         self.weights_ = record
         self.input_size_ = network.input_size if isinstance(network, Backbone) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN

@@ -566,3 +566,22 @@ def test_records_on_disk_still_load(tmp_path):
         (tmp_path / "runs" / f"{rid}.json").write_text(json.dumps(_record(rid)))
     (tmp_path / "runs" / ".0123456789abcdef.json.1a2b3c4d.tmp").write_text("{partial")  # a write in progress
     assert [r["run_id"] for r in load_records(tmp_path)] == ["0123456789abcdef", "r1"]
+
+
+@pytest.mark.parametrize("where", ["parameter", "buffer"])
+def test_a_theta0_with_non_finite_values_is_an_error_naming_the_tensor_before_training(
+        tmp_path, tiny_state, monkeypatch, where):
+    from skad_transfer import ADIBDetector
+    import skad_transfer.detectors.base as base
+
+    key = "pre_conv.weight" if where == "parameter" else next(k for k in tiny_state if k.endswith("running_var"))
+    tiny_state[key].view(-1)[1] = float("nan")  # one value among many finite ones
+    path = tmp_path / "diverged.pth"
+    torch.save(tiny_state, path)
+    monkeypatch.setattr(base, "train", lambda *a, **k: pytest.fail("training started from a non-finite theta0"))
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8)
+    det = ADIBDetector(weights=str(path), width=4, steps=1, batch_size=4, device="cpu", verbose=False)
+    with pytest.raises(ValueError, match=rf"theta0 holds non-finite values \(nan or inf\) in '{re.escape(key)}' "
+                                         rf"\(1 of \d+ values\).*pass other weights"):
+        det.fit(X, X[::-1].copy())
