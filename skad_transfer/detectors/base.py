@@ -509,7 +509,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         from it.
         """
         # warm_start continues from the fitted network (taken before validation resets the fitted state).
-        previous = (self.network_, self.history_) if self.warm_start and hasattr(self, "network_") else None
+        previous = ((self.network_, self.history_, self._fitted_recipe().loss)
+                    if self.warm_start and hasattr(self, "network_") else None)
         X, y_outlier = self._split_fit_arguments(X, y)
         if y_outlier is not None and X_outlier is not None:
             raise ValueError("fit: the outlier-exposure corpus was given twice (as y and as X_outlier)")
@@ -547,6 +548,11 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
                             outlier_shape=outlier_shape, match_histograms=self.match_histograms_, pairing_seed=seed)
         self.oe_separability_ = self._outlier_exposure_separability(network, X, data, seed)
         recipe = self._recipe()
+        if previous is not None and previous[2] != recipe.loss:
+            raise ValueError(
+                f"warm_start: the last fit trained loss={previous[2]!r} and this one would train loss={recipe.loss!r}; "
+                f"a warm start continues the same objective from where it stopped. Refit with warm_start=False"
+            )
         loss = recipe.make_loss()
         loss.check_network(network)
         context = FitContext(data=data, mean=self.mean_, std=self.std_, precision=self.precision,
@@ -587,6 +593,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         else:
             self.__dict__.pop("center_", None)  # a refit with another loss leaves no stale centre
         self.network_ = network
+        self._fit_recipe = recipe  # what the network was trained for: what it scores with, what a warm start continues
         self.device_ = device
         self.n_iter_ = len(self.history_)
         self._fit_score(X)
@@ -811,12 +818,12 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         their pooled features (the kNN bank, ``train_features_``) and the standardisation of each
         term (``score_standardization_``: mean and spread of the anomaly logit, and of each image's
         kNN distance to the *other* training images)."""
-        self.anomaly_score_ = resolve_score(self.anomaly_score, self.network_, self._recipe().loss)
+        self.anomaly_score_ = resolve_score(self.anomaly_score, self.network_, self._fitted_recipe().loss)
         for name in ("train_features_", "score_standardization_", "n_neighbors_"):
             self.__dict__.pop(name, None)  # a refit with another score leaves nothing stale
         if self.anomaly_score_ == "loss":
             return
-        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
+        loss = self._fitted_recipe().make_loss(center=getattr(self, "center_", None))
         network = self.network_
 
         def both(x):
@@ -836,10 +843,15 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.score_standardization_ = {"loss": Standardization.fit(out[:, -1].numpy()),
                                        "knn": Standardization.fit(own)}
 
+    def _fitted_recipe(self) -> Recipe:
+        """The recipe of the fit, whatever ``set_params`` changed since; the parameters'
+        own for a model pickled before it was recorded."""
+        return getattr(self, "_fit_recipe", None) or self._recipe()
+
     def _score_rule(self) -> ScoreRule:
         """The fitted score as one torch function ``(network, x) -> normality`` (also what ONNX exports)."""
         # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
-        loss = self._recipe().make_loss(center=getattr(self, "center_", None))
+        loss = self._fitted_recipe().make_loss(center=getattr(self, "center_", None))
         score = getattr(self, "anomaly_score_", "loss")  # a model pickled before score existed scores by its loss
         if score == "loss":
             return ScoreRule("loss", loss)

@@ -171,3 +171,17 @@ def test_early_stopping_without_held_out_images_is_an_error(easy_problem):
     X_normal, X_outlier, _, _ = easy_problem
     with pytest.raises(ValueError, match="^early_stopping=True needs held-out images"):
         ADIBDetector(early_stopping=True, **FAST).fit(X_normal, X_outlier)
+
+
+def test_warm_start_across_a_change_of_loss_is_an_error_keeping_the_fitted_state(easy_problem):
+    from skad_transfer import DeepADDetector
+
+    X_normal, X_outlier, _, _ = easy_problem
+    det = DeepADDetector(loss="bce", **FAST).fit(X_normal, X_outlier)
+    scores = det.score_samples(X_normal[:8])
+    with pytest.raises(ValueError, match=r"^warm_start: the last fit trained loss='bce' and this one would train "
+                                         r"loss='dsvdd'.*warm_start=False"):
+        det.set_params(warm_start=True, loss="dsvdd").fit(X_normal)
+    assert det.n_iter_ == 1 and np.array_equal(det.score_samples(X_normal[:8]), scores)
+    det.set_params(loss="bce").fit(X_normal, X_outlier)  # the same loss continues
+    assert det.n_iter_ == 2
