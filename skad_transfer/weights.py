@@ -401,6 +401,12 @@ def download_file(url: str, destination, *, sha256: str | None = None, progress:
 
     Nothing is left at ``destination`` unless the download completed and its digest matched.
     """
+    # Not torch.hub.download_url_to_file (torch 2.x), which was tried: it opens the URL without a
+    # timeout, so a server that accepts and then stalls holds the caller forever (here: 60 s of
+    # silence); it takes ``hash_prefix``, so a shortened sha256 passes as a prefix (here the digest
+    # must equal); it creates its ".partial" file before parsing the URL, leaving it behind for a
+    # malformed one; and it reports a wrong hash as a RuntimeError. The transfer is a short loop, and
+    # atomic_write gives the same temp-file-and-rename guarantee.
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
