@@ -19,6 +19,12 @@ or after the command) or ``SKAD_TRANSFER_DEBUG=1`` shows the traceback of user e
 
 The ``type=`` helpers :func:`int_at_least` and :func:`float_in` let subcommands reject a bad number
 while parsing, before any data is read.
+
+Help texts
+----------
+``--help`` is read in a terminal, where reStructuredText is noise: every description and option help
+passes through :func:`plain_text` (literals lose their double backticks, roles such as ``:func:`` keep
+only the name), so module docstrings and help strings may use the markup the docs need.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import importlib
 import math
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -53,11 +60,47 @@ class _UsageError(Exception):
         self.prog = prog
 
 
+_RST_ROLE = re.compile(r":(?:[a-z]+:)?([a-z]+):`([^`]+)`")
+_RST_LITERAL = re.compile(r"``(.+?)``", re.S)
+_RST_INTERPRETED = re.compile(r"(?<![`\w])`([^`]+)`(?:__?)?(?![`\w])")
+
+
+def _role_text(match: re.Match) -> str:
+    role, target = match.group(1), match.group(2).lstrip("!")
+    titled = re.fullmatch(r"(.*?)\s*<[^<>]*>", target, re.S)
+    if titled and titled.group(1):
+        return titled.group(1)  # :ref:`the title <label>`, :doc:`title <page>`
+    if target.startswith("~"):
+        target = target[1:].rsplit(".", 1)[-1]
+    return target + ("()" if role in ("func", "meth") and not target.endswith(")") else "")
+
+
+def plain_text(text: str) -> str:
+    """``text`` with reStructuredText inline markup taken out, as Sphinx would render it in words.
+
+    Double-backtick literals keep their content, roles keep their name (``~`` keeps the last dotted
+    part, functions and methods gain ``()``, a titled reference keeps its title) and single-backtick
+    interpreted text or links keep their words. Everything else is left as it is.
+
+    Examples
+    --------
+    >>> plain_text("The ``skad-transfer`` command; see :func:`~skad_transfer.cli.main` and :class:`ValueError`.")
+    'The skad-transfer command; see main() and ValueError.'
+    """
+    text = _RST_ROLE.sub(_role_text, text)
+    text = _RST_LITERAL.sub(lambda m: m.group(1), text)
+    return _RST_INTERPRETED.sub(lambda m: m.group(1), text)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
-    """Every option's help ends with its default, unless it says it already (or has none to say)."""
+    """Plain text (see :func:`plain_text`); every option's help ends with its default, unless it says
+    it already (or has none to say)."""
+
+    def _format_text(self, text):
+        return super()._format_text(plain_text(text))
 
     def _get_help_string(self, action):
-        text = action.help or ""
+        text = plain_text(action.help or "")
         silent = action.default is None or action.default is False or action.default == argparse.SUPPRESS
         if "default" in text or silent or not action.option_strings:
             return text
@@ -122,7 +165,8 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     """The ``skad-transfer`` parser, with every subcommand or only ``commands``."""
     from . import __version__
 
-    parser = _Parser(prog="skad-transfer", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="skad-transfer", description=__doc__.splitlines()[0],
+                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     debug_help = f"show the Python traceback of errors in the input too (or set {DEBUG_ENV}=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)

@@ -38,3 +38,32 @@ def test_every_option_of_every_subcommand_has_help_and_outputs_are_named_alike()
         text = sub.format_help()
         assert "(default: None)" not in text and "(default: False)" not in text
     assert "seed of the data and of every fit (default: 0)" in " ".join(subparsers.choices["demo"].format_help().split())
+
+
+def test_help_texts_are_plain_text_not_restructuredtext(capsys):
+    import re
+
+    import pytest
+
+    from skad_transfer.cli import SUBCOMMANDS
+
+    for argv in ([], *([name] for name in SUBCOMMANDS)):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: skad-transfer"), argv
+        assert "``" not in out, (argv, out)
+        assert not re.search(r":[a-z]+:`", out), (argv, out)   # :func:, :class:, :mod:, :meth:, ...
+        if not argv:
+            assert "The skad-transfer command (also python -m skad_transfer)." in out
+
+
+def test_plain_text_takes_out_inline_markup_only():
+    from skad_transfer.cli import plain_text
+
+    assert plain_text("``x`` and :class:`~a.b.StoreError`, :mod:`tomllib`, :py:meth:`Task.config`, "
+                      ":ref:`the guide <guide>`, `PyOD`_") == \
+        "x and StoreError, tomllib, Task.config(), the guide, PyOD"
+    for text in ("theta0: a registered name", "'skad-transfer report --tsne'", "(default: %(default)s)", "a:b"):
+        assert plain_text(text) == text

@@ -634,9 +634,10 @@ def format_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 
 # ----------------------------------------------------------------------------- CLI
 #: Defaults of the ``bench`` options (flags override a config file, which overrides these).
+#: ``protocol`` None means the dataset's own protocol, :data:`DEFAULT_PROTOCOLS`.
 CLI_DEFAULTS: dict[str, Any] = {
     "dataset": "synthetic", "data": None, "download": False,
-    "protocol": "interventions", "classes": None, "methods": ["adib", "adra"], "seeds": [0],
+    "protocol": None, "classes": None, "methods": ["adib", "adra"], "seeds": [0],
     "epochs": None, "steps": None, "weights": "default", "width": None, "lr": 0.01, "batch_size": 128,
     "device": "auto", "devices": None, "n_jobs": 1, "backend": None, "store": "runs", "outlier_exposure": None,
     "oe_corpora": None, "n_normal": None, "n_test": None, "n_outlier": 1000, "data_seed": 0,
@@ -694,6 +695,39 @@ def load_config(path) -> dict:
 
 #: Classes of each ``--dataset`` (for checking ``--classes`` before anything is loaded).
 _N_CLASSES = {"cifar10": 10, "digits": 10, "synthetic": None}  # synthetic: its shapes, filled in on use
+
+#: The protocol of each ``--dataset`` when ``--protocol`` is not given. The interventions run only on
+#: the synthetic shapes (MPI3D goes through the Python API); labelled image datasets get the class
+#: protocol. The resolved name is what a task's config (and so its run id) holds, so a store made with
+#: ``--dataset synthetic`` and no ``--protocol`` keeps its run ids.
+DEFAULT_PROTOCOLS = {"cifar10": "one-vs-rest", "digits": "one-vs-rest", "synthetic": "interventions"}
+#: Protocols that run on ``--dataset synthetic`` only.
+_SYNTHETIC_ONLY = ("interventions", "non-semantic-shift")
+
+
+def default_protocol(dataset: str) -> str:
+    """The protocol that ``bench --dataset DATASET`` runs when ``--protocol`` is not given.
+
+    Examples
+    --------
+    >>> default_protocol("cifar10"), default_protocol("synthetic")
+    ('one-vs-rest', 'interventions')
+    """
+    if dataset not in DEFAULT_PROTOCOLS:
+        raise ValueError(f"--dataset: unknown dataset {dataset!r}; valid names are {sorted(DEFAULT_PROTOCOLS)}")
+    return DEFAULT_PROTOCOLS[dataset]
+
+
+def _check_protocol_fits_dataset(protocol: str, dataset: str) -> None:
+    """A synthetic-only protocol on another dataset fails here, before any data is read."""
+    from .protocols import PROTOCOLS
+
+    if protocol in _SYNTHETIC_ONLY and dataset != "synthetic":
+        others = sorted(p for p in PROTOCOLS if p not in _SYNTHETIC_ONLY)
+        raise ValueError(f"--protocol {protocol}: runs on --dataset synthetic only (MPI3D through the Python API: "
+                         f"skad_transfer.bench.{protocol.replace('-', '_')}(X, factors)), got --dataset {dataset}; "
+                         f"for {dataset} use one of {others} (leave --protocol out for "
+                         f"{DEFAULT_PROTOCOLS.get(dataset, 'one-vs-rest')})")
 
 
 def _flag(key: str) -> str:
@@ -760,8 +794,11 @@ def check_options(options: Mapping[str, Any]) -> dict:
     o = dict(options)
     if o["dataset"] not in _N_CLASSES:
         raise ValueError(f"--dataset: unknown dataset {o['dataset']!r}; valid names are {sorted(_N_CLASSES)}")
+    if o["protocol"] is None:
+        o["protocol"] = default_protocol(o["dataset"])
     if o["protocol"] not in PROTOCOLS:
         raise ValueError(f"--protocol: unknown protocol {o['protocol']!r}; valid names are {sorted(PROTOCOLS)}")
+    _check_protocol_fits_dataset(o["protocol"], o["dataset"])
     if o["errors"] not in ("raise", "continue"):
         raise ValueError(f"--errors: expected 'raise' or 'continue', got {o['errors']!r}")
     if not isinstance(o["save_features"], bool):
@@ -850,7 +887,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--download", action="store_true", default=None,
       help="fetch into --data what torchvision can: CIFAR-10 (--dataset cifar10 then uses torchvision's copy) and "
            "the OE corpora cifar100, svhn, stl10-unlabeled (Tiny-ImageNet cannot be fetched; default off)")
-    a("--protocol", choices=sorted(PROTOCOLS), help="evaluation protocol (default interventions)")
+    a("--protocol", choices=sorted(PROTOCOLS),
+      help="evaluation protocol (default: one-vs-rest for cifar10 and digits, interventions for synthetic; "
+           "interventions and non-semantic-shift run on synthetic only)")
     a("--classes", type=int, nargs="+", help="class protocols: normal (one-vs-rest) or anomalous (leave-one-out) "
                                             "classes; default all")
     a("--methods", nargs="+", help=f"methods, from {sorted(METHODS)} (default adib adra)")
@@ -900,13 +939,13 @@ def build_splits(options: Mapping[str, Any]) -> list[Split]:
     from . import protocols as P
 
     dataset, protocol = options["dataset"], options["protocol"]
+    if protocol is None:
+        protocol = default_protocol(dataset)
     if protocol not in P.PROTOCOLS:
         raise ValueError(f"protocol: unknown protocol {protocol!r}; valid names are {sorted(P.PROTOCOLS)}")
     seed = int(options["data_seed"])
-    if protocol in ("interventions", "non-semantic-shift"):
-        if dataset != "synthetic":
-            raise ValueError(f"protocol {protocol!r} runs on dataset 'synthetic' (MPI3D through the Python API: "
-                             f"skad_transfer.bench.{protocol.replace('-', '_')}(X, factors)), got {dataset!r}")
+    if protocol in _SYNTHETIC_ONLY:
+        _check_protocol_fits_dataset(protocol, dataset)
         kwargs = dict(n_normal=options["n_normal"] or 1000, n_outlier=options["n_outlier"] or 1000,
                       n_test=options["n_test"] or 200, random_state=seed)
         if protocol == "interventions":

@@ -365,10 +365,14 @@ def download_corpus(name: str, root=None) -> None:
     left alone."""
     if name not in CATALOGUE_CORPORA:
         return
+    from .datasets import DownloadError
+
     dataset, split = CATALOGUE_CORPORA[name]
     downloadable = CATALOGUE[dataset].downloadable
     try:
         load_dataset(dataset, split, root=root, download=downloadable)
+    except DownloadError as error:  # offline: the message names the URL, the file and where it goes
+        raise DownloadError(f"outlier_exposure={name!r}: {error}", url=error.url, path=error.path) from error
     except FileNotFoundError as error:
         raise FileNotFoundError(f"outlier_exposure={name!r} cannot be downloaded: {error}; or choose a corpus "
                                 f"that can ({', '.join(n for n, (d, _) in CATALOGUE_CORPORA.items() if CATALOGUE[d].downloadable)})") from error

@@ -828,6 +828,69 @@ def _group_by_annotations(source, annotations: str, rels: list[str]) -> dict[str
 # --------------------------------------------------------------------------
 
 
+class DownloadError(OSError):
+    """A download that failed: the message names the URL, the file and where to put it by hand.
+
+    An :class:`OSError` (the command line reports it as one line, exit status 2) but not a
+    ``FileNotFoundError``: the files may well be missing, but "fetch them with download=True" is
+    exactly what failed.
+
+    Attributes
+    ----------
+    url : str
+        What was being fetched.
+    path : pathlib.Path
+        Where the file belongs: put it there by hand and the loader finds it.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.url, self.path = url, path
+
+
+def _is_network_error(error: BaseException) -> bool:
+    """Whether ``error`` says that the network, not a local file, failed the download.
+
+    urllib wraps failures to connect (no DNS, no route, refused, TLS) in ``URLError`` and HTTP
+    statuses in ``HTTPError``; a failure while reading is a ``TimeoutError``/``ConnectionError``, an
+    ``ssl.SSLError`` or an ``http.client.HTTPException`` (``IncompleteRead``). A local
+    ``PermissionError`` or a full disk is none of these: it keeps its own message, which names the file.
+    """
+    import errno
+    import http.client
+    import socket
+    import ssl
+    import urllib.error
+
+    if isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout, socket.gaierror,
+                          socket.herror, ssl.SSLError, http.client.HTTPException)):
+        return True
+    unreachable = {getattr(errno, n) for n in ("ENETUNREACH", "EHOSTUNREACH", "ENETDOWN", "EHOSTDOWN", "ENONET")
+                   if hasattr(errno, n)}
+    return isinstance(error, OSError) and error.errno in unreachable
+
+
+def _network_reason(error: BaseException) -> str:
+    import urllib.error
+
+    # URLError's str is "<urlopen error [Errno -2] Name or service not known>": keep the reason only.
+    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
+        reason = error.reason
+        if isinstance(reason, BaseException):
+            return str(reason) or type(reason).__name__
+        return str(reason)
+    return str(error) or type(error).__name__
+
+
+def _by_hand(url: str, root: Path, archive: str, extracted: str | None) -> str:
+    """How to put in place by hand the file that torchvision would have downloaded."""
+    fetch = f"fetch {archive} from {url} on a machine with a network and"
+    if extracted is None:
+        return f"{fetch} put it into {root} (as {root / archive})"
+    return (f"{fetch} put it into {root} (a rerun with download=True, the commands' --download, then checks its MD5 "
+            f"and extracts it without the network), or extract it there so that {root / extracted}/ exists")
+
+
 def _load_torchvision(
     name: str,
     dataset_cls: type,
@@ -840,6 +903,9 @@ def _load_torchvision(
     files: Sequence[str],
     hint: str,
     convert: Callable[[Any], tuple[np.ndarray, np.ndarray, list[str]]],
+    url: str,
+    archive: str,
+    extracted: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     root_path = Path(root).expanduser()
     paths = [root_path / f for f in files]
@@ -856,9 +922,26 @@ def _load_torchvision(
             return hit[0], hit[1], list(hit[2]["classes"])
     try:
         dataset = dataset_cls(root=str(root_path), download=download, **kwargs)
-    except RuntimeError as exc:
-        if "not found" not in str(exc).lower() and "corrupted" not in str(exc).lower():
+    except Exception as exc:
+        # torchvision's download (download=True only) reaches the network through urllib; its failures
+        # say neither the URL nor the file ("<urlopen error [Errno -2] Name or service not known>").
+        if download and _is_network_error(exc):
+            raise DownloadError(
+                f"{name}: could not download {url} into {root_path}: {_network_reason(exc)}. "
+                f"To install it by hand, {_by_hand(url, root_path, archive, extracted)}",
+                url=url, path=root_path / archive,
+            ) from exc
+        if not isinstance(exc, RuntimeError) or (
+                "not found" not in str(exc).lower() and "corrupted" not in str(exc).lower()):
             raise
+        if download:
+            # After a download, torchvision's "File not found or corrupted." is its MD5 check failing
+            # (a truncated or changed file); "pass download=True" would be no advice.
+            raise DownloadError(
+                f"{name}: the files downloaded from {url} into {root_path} fail torchvision's MD5 check ({exc}): "
+                f"delete {root_path / archive} and retry, or {_by_hand(url, root_path, archive, extracted)}",
+                url=url, path=root_path / archive,
+            ) from exc
         raise FileNotFoundError(
             f"{name} files not found (or corrupted) under root={str(root_path)!r}: "
             f"expected {', '.join(files)}. Pass download=True to fetch them, or {hint}"
@@ -889,6 +972,9 @@ def _cifar(name, cls, root, train, download, cache, cache_dir):
         files=files,
         hint=f"extract {cls.filename} ({cls.url}) into root so that root/{base}/ exists.",
         convert=lambda ds: (ds.data, ds.targets, list(ds.classes)),
+        url=cls.url,
+        archive=cls.filename,
+        extracted=base,
     )
 
 
@@ -1036,6 +1122,8 @@ def load_svhn(
         cache_dir=cache_dir,
         files=[filename],
         hint=f"put {filename} ({url}) into root.",
+        url=url,
+        archive=filename,
         # torchvision keeps SVHN as NCHW.
         convert=lambda ds: (ds.data.transpose(0, 2, 3, 1), ds.labels, [str(d) for d in range(10)]),
     )
@@ -1097,6 +1185,9 @@ def load_stl10(
         cache_dir=cache_dir,
         files=files,
         hint=f"extract {STL10.filename} ({STL10.url}) into root so that root/{base}/ exists.",
+        url=STL10.url,
+        archive=STL10.filename,
+        extracted=base,
         # torchvision keeps STL-10 as NCHW.
         convert=lambda ds: (
             ds.data.transpose(0, 2, 3, 1),

@@ -64,3 +64,39 @@ def test_registered_corpora_are_catalogue_datasets_read_from_the_given_root(tmp_
 def test_every_entry_names_its_files_and_splits():
     for name, entry in CATALOGUE.items():
         assert entry.name == name and entry.splits and entry.files
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """urllib as on a machine without a network: every URL fails as a DNS lookup does."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def urlopen(request, *args, **kwargs):
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+
+def test_an_offline_download_through_the_catalogue_keeps_its_url_and_file(tmp_path, offline):
+    from skad_transfer.data.datasets import DownloadError
+
+    with pytest.raises(DownloadError) as info:
+        load_dataset("cifar100", "test", root=tmp_path, download=True)
+    message = str(info.value)
+    # Not turned into "not found ...; fetch it once with download=True", which is what just failed.
+    assert message.startswith("cifar100: could not download https://") and "load_dataset(" not in message
+    assert f"put it into {tmp_path}" in message and f"{tmp_path / 'cifar-100-python'}/" in message
+
+
+def test_an_offline_corpus_download_names_the_corpus_the_url_and_the_file(tmp_path, offline):
+    from skad_transfer.data.corpora import download_corpus
+    from skad_transfer.data.datasets import DownloadError
+
+    with pytest.raises(DownloadError) as info:
+        download_corpus("svhn", root=tmp_path)
+    message = str(info.value)
+    assert message.startswith("outlier_exposure='svhn': svhn: could not download http")
+    assert info.value.url in message and info.value.path == tmp_path / "train_32x32.mat"
+    assert f"put it into {tmp_path} (as {tmp_path / 'train_32x32.mat'})" in message

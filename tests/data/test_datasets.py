@@ -384,3 +384,79 @@ def test_stl10_fake_binary(tmp_path, cdir, skip_md5):
     Xu, yu, _ = load_stl10(tmp_path, split="unlabeled", cache_dir=cdir)
     np.testing.assert_array_equal(Xu, sets["unlabeled"])
     assert yu.dtype == np.int64 and yu.tolist() == [-1, -1]
+
+
+# --------------------------------------------------------------------------
+# downloads that fail (the network is replaced; nothing leaves the machine)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """urllib as on a machine without a network: every URL fails as a DNS lookup does."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    tried = []
+
+    def urlopen(request, *args, **kwargs):
+        tried.append(getattr(request, "full_url", request))
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return tried
+
+
+@pytest.mark.parametrize(
+    "loader, kwargs, archive, layout",
+    [
+        (load_cifar10, {}, "cifar-10-python.tar.gz", "cifar-10-batches-py"),
+        (load_cifar100, {"train": False}, "cifar-100-python.tar.gz", "cifar-100-python"),
+        (load_svhn, {"split": "test"}, "test_32x32.mat", None),
+        (load_stl10, {"split": "train"}, "stl10_binary.tar.gz", "stl10_binary"),
+    ],
+)
+def test_an_offline_download_names_the_url_the_file_and_where_to_put_it(tmp_path, cdir, offline, loader, kwargs,
+                                                                        archive, layout):
+    root = tmp_path / "root"
+    with pytest.raises(datasets.DownloadError) as info:
+        loader(root, download=True, cache_dir=cdir, **kwargs)
+    error, message = info.value, str(info.value)
+    assert offline and error.url in offline[0] and error.url.endswith(archive)
+    # Not a FileNotFoundError: the catalogue would turn that into "fetch it with download=True".
+    assert isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
+    assert error.path == root / archive
+    assert f"could not download {error.url} into {root}: [Errno -2] Name or service not known" in message
+    assert f"fetch {archive} from {error.url}" in message and f"put it into {root}" in message
+    if layout is not None:
+        assert f"so that {root / layout}/ exists" in message
+    assert "<urlopen error" not in message
+    assert not cache_files(cdir)
+
+
+def test_a_download_that_fails_torchvision_s_md5_check_says_to_delete_it(tmp_path, cdir, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def truncated(url, filename, chunk_size=None):  # a transfer cut short, without the network
+        Path(filename).write_bytes(b"only the first bytes")
+
+    monkeypatch.setattr(tv_utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    monkeypatch.setattr(tv_utils, "_urlretrieve", truncated)
+    root = tmp_path / "root"
+    with pytest.raises(datasets.DownloadError, match="fail torchvision's MD5 check") as info:
+        load_svhn(root, split="test", download=True, cache_dir=cdir)
+    message = str(info.value)
+    assert f"delete {root / 'test_32x32.mat'} and retry" in message and "Pass download=True" not in message
+
+
+def test_a_local_error_during_a_download_keeps_its_own_message(tmp_path, cdir, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    def read_only(url, filename, chunk_size=None):
+        raise PermissionError(13, "Permission denied", str(filename))
+
+    monkeypatch.setattr(tv_utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    monkeypatch.setattr(tv_utils, "_urlretrieve", read_only)
+    with pytest.raises(PermissionError, match="test_32x32.mat"):
+        load_svhn(tmp_path / "root", split="test", download=True, cache_dir=cdir)
