@@ -236,6 +236,38 @@ def test_nan_loss_stops_training_with_a_clear_error():
         run(objective=broken)
 
 
+def test_under_ddp_a_non_finite_loss_stops_training_at_the_end_of_its_epoch():
+    # DDP ranks must agree to stop, so no step reads the loss back: the reduced epoch loss is the
+    # only loss check there (as it is on CUDA between two read-backs, every 25 steps). The loss is
+    # nan at the second of three steps while its gradient (and so every weight) stays finite: the
+    # weight check cannot see it, only the end-of-epoch loss check can.
+    from skad_transfer.engine import Distributed, Progress, Step, run_epochs
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    X = torch.randn(15, 2, generator=torch.Generator().manual_seed(1))
+    y = X @ torch.tensor([[2.0], [-1.0]])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)
+    epochs_started = []
+
+    def epoch_steps(network, epoch):
+        epochs_started.append(epoch)
+        for step in range(3):
+            loss = ((network(X[step * 5:(step + 1) * 5]) - y[step * 5:(step + 1) * 5]) ** 2).mean()
+            yield Step(loss + (float("nan") if (epoch, step) == (0, 1) else 0.0), 5)
+
+    distributed = Distributed(True, torch.device("cpu"))  # a one-process gloo group: the DDP path
+    try:
+        with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 1, step 3 \(lr=0\.1\); lower lr"):
+            run_epochs(model, optimizer, scheduler, epoch_steps, epochs=2, steps_per_epoch=3,
+                       device=torch.device("cpu"), distributed=distributed, progress=Progress(False))
+    finally:
+        distributed.close()
+    assert epochs_started == [0]  # stopped at the end of the epoch, not after the run
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the loss alone showed it
+
+
 def test_a_training_step_makes_no_tensor_from_python_data():
     # On a GPU such a tensor is a blocking host-to-device copy that drains the stream every step
     # (the normalisation's mean and std were four per step); the engine makes them once per fit.
@@ -370,7 +402,9 @@ def test_run_epochs_history_reports_per_image_means_first_step_lr_and_evaluation
     _, history = _regression_core(evaluate=lambda network: {"weight0": network.weight.detach()[0, 0].item()})
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and [h["steps"] for h in history] == [3] * 4
     assert [h["lr"] for h in history] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
-    assert all(0 <= h["big_errors"] <= 1 for h in history)  # a count over 15 samples, reported per sample
+    counts = [h["big_errors"] * 15 for h in history]  # a count over 15 samples, reported per sample
+    assert all(c == pytest.approx(round(c)) and 0 <= round(c) <= 15 for c in counts)
+    assert counts[-1] < counts[0]  # fewer big errors as the fit improves
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["weight0"] > history[0]["weight0"]  # moving toward the true weight, 2
 

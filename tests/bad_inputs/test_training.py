@@ -101,6 +101,38 @@ def test_the_engine_checks_the_weights_after_the_last_step():
               list(network.parameters()), settings, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
+def _nan_gradient_in_one_weight(network):
+    # d sqrt(|0 * w|) / dw is nan at w = weight[0, 5] only: one of its 16 entries goes nan.
+    return (0 * network.linears.weight[0, 5]).abs().sqrt()
+
+
+def _nan_in_one_running_variance(network):
+    # A BatchNorm statistic never shows in a train-mode loss; one of its 16 entries goes nan
+    # (through .data: the forward pass saved the tensor for its backward pass).
+    network.end_bn_relu[0].running_var.data[3] = float("nan")
+    return 0.0
+
+
+@pytest.mark.parametrize("spoil, name", [(_nan_gradient_in_one_weight, r"linears\.weight"),
+                                         (_nan_in_one_running_variance, r"end_bn_relu\.0\.running_var")])
+def test_the_weight_check_finds_one_non_finite_entry_among_finite_ones(spoil, name):
+    # Every entry must be finite, not only some: a tensor with a single nan among finite values
+    # (the loss stays finite) stops the fit, naming the tensor.
+    def objective(network, x_normal, x_outlier):
+        return oe_bce_objective(network, x_normal, x_outlier) + spoil(network)
+
+    rng = np.random.default_rng(0)
+    normal = torch.from_numpy(rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8))
+    corpus = OutlierCorpus(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    network = resnet26(width=4, generator=torch.Generator().manual_seed(0))
+    settings = TrainSettings(steps=1, batch_size=16, lr=0.5, precision="float32")
+    with pytest.raises(TrainingDivergedError, match=rf"{name} of the network became non-finite.*epoch 1 \(lr=0\.5\)"):
+        train(network, TrainingData(normal, corpus, torch.device("cpu"), 32), objective,
+              list(network.parameters()), settings, mean=(0.5,) * 3, std=(0.25,) * 3)
+    spoiled = dict([*network.named_parameters(), *network.named_buffers()])[name.replace("\\", "")]
+    assert (~torch.isfinite(spoiled)).sum() == 1 and spoiled.numel() == 16  # one bad entry among finite ones
+
+
 def test_a_diverging_refit_keeps_the_previous_model(data):
     X, X_outlier = data
     det = ADIBDetector(**FAST).fit(X, X_outlier)
@@ -312,9 +344,23 @@ def test_a_module_backbone_whose_output_ignores_the_batch_size_fails_at_fit_star
     assert never.calls == 0
 
 
-def test_a_well_formed_module_backbone_still_fits(data):
-    det = ADIBDetector(**{**FAST, "width": None}, backbone=_Logit()).fit(*data)
-    assert det.score_samples(data[0][:5]).shape == (5,)
+def test_a_well_formed_module_backbone_still_fits(easy_problem):
+    from sklearn.metrics import roc_auc_score
+
+    X_normal, X_outlier, X_test, y_test = easy_problem
+    with torch.random.fork_rng(devices=[]):  # the same initial weights whatever ran before
+        torch.manual_seed(0)
+        backbone = _Logit()
+    given = {k: t.clone() for k, t in backbone.state_dict().items()}
+    det = ADIBDetector(**{**FAST, "width": None, "match_histograms": False}, backbone=backbone)
+    det.fit(X_normal, X_outlier)
+    # Trained: a copy of the module, moved away from the given weights (which stay as they were),
+    # and it tells the bright-square anomalies from the dark normal images.
+    assert isinstance(det.network_, _Logit) and det.network_ is not backbone
+    assert all(torch.equal(t, given[k]) for k, t in backbone.state_dict().items())
+    assert not torch.equal(det.network_.linear.weight, given["linear.weight"])
+    assert len(det.history_) == 1 and det.history_[0]["steps"] == 8  # 128 normal images, 16 a step
+    assert roc_auc_score(y_test, det.score_samples(X_test)) > 0.9  # 1.0 here; about 0.5 before the fit
 
 
 # ---------------------------------------------------------------------------------------- persistence

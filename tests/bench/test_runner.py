@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,20 @@ def test_unknown_method_lists_valid_ones():
 def test_grid_store_metrics_and_rerun(split, tmp_path, monkeypatch):
     tasks = _tasks(split)
     assert len(tasks) == 4 and len({runner.run_id(t) for t in tasks}) == 4
+    started = time.perf_counter()
     records = run_grid(tasks, store=tmp_path)
+    wall = time.perf_counter() - started
     assert [(r["method"], r["seed"]) for r in records] == [("adib", 0), ("adib", 1), ("knn", 0), ("knn", 1)]
+    # Each run's own timings: positive, and together within the wall time of the grid around them.
+    assert sum(r["timing"]["fit_seconds"] + r["timing"]["score_seconds"] for r in records) < wall
     for record in records:
         path = tmp_path / "runs" / f"{record['run_id']}.json"
         stored = json.loads(path.read_text())
         assert stored["protocol"] == "interventions" and stored["split"] == "color->blue"
         assert stored["config"]["settings"]["epochs"] == 1 and "device" not in stored["config"]["settings"]
         assert {"python", "torch", "sklearn", "skad_transfer", "device"} <= set(stored["versions"])
-        assert stored["timing"]["fit_seconds"] >= 0 and stored["timing"]["score_seconds"] >= 0
+        assert stored["timing"] == record["timing"]
+        assert stored["timing"]["fit_seconds"] > 0 and stored["timing"]["score_seconds"] > 0
         data = np.load(path.with_suffix(".npz"))
         np.testing.assert_array_equal(data["labels"], split.y_test)
         anomaly = data["labels"] == -1
@@ -169,12 +175,29 @@ def test_devices_cuda_all_needs_gpus(split, tmp_path, monkeypatch):
     assert [t.seed for t in chunks[0]] == [0, 2, 1]
 
 
-def test_backend_is_passed_to_joblib(split, tmp_path):
+def test_backend_is_passed_to_joblib(split, tmp_path, monkeypatch):
+    import threading
+
     import joblib
 
+    tasks = _tasks(split, methods=("knn",), seeds=(0, 1))
+    serial = run_grid(tasks, store=tmp_path / "serial")
+    real_chunk, workers = runner._run_chunk, []
+
+    def recording(*args, **kwargs):
+        workers.append((os.getpid(), threading.current_thread() is threading.main_thread()))
+        return real_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_chunk", recording)
     with joblib.parallel_config(backend="threading"):
-        records = run_grid(_tasks(split, methods=("knn",), seeds=(0,)), store=tmp_path, n_jobs=2)
-    assert records[0]["metrics"]["auc"] >= 0
+        records = run_grid(tasks, store=tmp_path / "threads", n_jobs=2)
+    # The enclosing backend ran the jobs: threads of this process (loky's workers are other
+    # processes, where this list would stay empty; a sequential run uses the main thread).
+    assert workers == [(os.getpid(), False)] * 2
+    assert [r["metrics"] for r in records] == [r["metrics"] for r in serial]
+    for parallel, alone in zip(records, serial):
+        scores = np.load(tmp_path / "threads" / "runs" / f"{parallel['run_id']}.npz")["scores"]
+        np.testing.assert_array_equal(scores, np.load(tmp_path / "serial" / "runs" / f"{alone['run_id']}.npz")["scores"])
 
 
 def test_device_list_runs_one_loky_process_per_device(split, tmp_path):
@@ -266,3 +289,80 @@ def test_summary_names_variants_by_what_sets_them_apart(split, tmp_path):
     rows = summarize(tmp_path)
     assert sorted(r["variant_label"] for r in rows) == ["n_neighbors=3", "n_neighbors=None"]
     assert "n_neighbors=3" in runner.format_summary(rows)
+
+
+def test_the_default_protocol_follows_the_dataset_and_keeps_synthetic_run_ids(tmp_path):
+    base = {**runner.CLI_DEFAULTS, "methods": ["knn"], "n_normal": 16, "n_outlier": 16, "n_test": 20,
+            "weights": "none", "width": 4, "store": str(tmp_path)}
+    expected = {"synthetic": "interventions", "cifar10": "one-vs-rest", "digits": "one-vs-rest"}
+    assert {d: runner.check_options({**base, "dataset": d})["protocol"] for d in expected} == expected
+    assert runner.DEFAULT_PROTOCOLS == expected
+
+    def run_ids(options):
+        options = runner.check_options(options)
+        splits = runner.build_splits(options)
+        return [runner.run_id(t) for t in make_tasks(options["methods"], splits, options["seeds"], settings=TINY,
+                                                     protocol=options["protocol"], dataset=options["dataset"])]
+
+    # A store made before the default depended on the dataset (synthetic, no --protocol) keeps its runs.
+    assert run_ids(base) == run_ids({**base, "protocol": "interventions"})
+    assert runner.build_splits({**base, "protocol": None})[0].meta["protocol"] == "interventions"
+
+
+def test_cli_cifar10_without_protocol_runs_one_vs_rest(tmp_path, monkeypatch, capsys, skip_md5):
+    from conftest import write_fake_cifar10
+
+    monkeypatch.setenv("SKAD_TRANSFER_HOME", str(tmp_path / "home"))
+    data, store = tmp_path / "data", tmp_path / "store"
+    write_fake_cifar10(data, per_batch=4)
+    argv = ["bench", "--dataset", "cifar10", "--data", str(data), "--classes", "0", "--methods", "knn",
+            "--weights", "none", "--width", "4", "--device", "cpu", "--outlier-exposure", "none",
+            "--store", str(store), "--quiet"]
+    assert main(argv) == 0
+    (record,) = runner.load_records(store)
+    assert record["protocol"] == "one-vs-rest" and record["dataset"] == "cifar10"
+    assert main([*argv, "--protocol", "one-vs-rest"]) == 0   # the same run: the default is the resolved name
+    assert "0 new, 1 already stored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "digits"])
+def test_a_synthetic_only_protocol_on_another_dataset_fails_before_any_data_is_read(tmp_path, monkeypatch, capsys,
+                                                                                   dataset):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("data read for options that cannot run")
+
+    monkeypatch.setattr(runner, "build_splits", forbidden)
+    assert main(["bench", "--dataset", dataset, "--protocol", "interventions", "--data", str(tmp_path / "none"),
+                 "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("skad-transfer bench: error: --protocol interventions: runs on "
+                                                   "--dataset synthetic only")
+    assert f"got --dataset {dataset}" in err and "leave --protocol out for one-vs-rest" in err
+
+
+def test_cli_offline_download_is_one_line_naming_the_url_the_file_and_the_folder(tmp_path, monkeypatch, capsys):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def offline(request, *args, **kwargs):  # no network: urllib fails as a DNS lookup does
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("SKAD_TRANSFER_HOME", str(tmp_path / "home"))
+    data = tmp_path / "data"
+    common = ["--data", str(data), "--classes", "0", "--methods", "knn", "--weights", "none", "--width", "4",
+              "--device", "cpu", "--store", str(tmp_path / "store"), "--download", "--quiet"]
+    url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert main(["bench", "--dataset", "cifar10", "--outlier-exposure", "none", *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<urlopen error" not in err
+    assert err.startswith(f"skad-transfer bench: error: cifar10: could not download {url} into {data}: "
+                          f"[Errno -2] Name or service not known. ")
+    assert f"fetch cifar-10-python.tar.gz from {url}" in err
+    assert f"so that {data / 'cifar-10-batches-py'}/ exists" in err
+    assert main(["bench", "--dataset", "digits", "--outlier-exposure", "svhn", *common]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<urlopen error" not in err
+    assert err.startswith("skad-transfer bench: error: outlier_exposure='svhn': svhn: could not download http")
+    assert f"put it into {data} (as {data / 'train_32x32.mat'})" in err

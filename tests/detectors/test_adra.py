@@ -1,8 +1,11 @@
+import copy
+
 import numpy as np
 import torch
 
 from conftest import TINY
 from skad_transfer import ADRADetector, resnet26
+from skad_transfer.nn.backbone import ResidualAdapter
 from skad_transfer.weights import save_weights
 
 
@@ -28,4 +31,14 @@ def test_fit_changes_everything_but_the_3x3_convs(easy_problem, tmp_path):
 def test_adra_scores_reflect_adapters(easy_problem):
     X_normal, X_outlier, X_test, _ = easy_problem
     det = ADRADetector(**TINY).fit(X_normal, X_outlier)
-    assert np.isfinite(det.score_samples(X_test)).all()
+    scores = det.score_samples(X_test)
+    adapters = [m for m in det.network_.modules() if isinstance(m, ResidualAdapter)]
+    assert len(adapters) == 25  # one beside each 3x3 conv
+    assert all(a.weight.abs().sum() > 0 for a in adapters)  # trained away from their zero start
+    # The same fitted detector with its adapters back at zero (theta0's convs alone) scores otherwise.
+    bare = copy.deepcopy(det)
+    with torch.no_grad():
+        for adapter in (m for m in bare.network_.modules() if isinstance(m, ResidualAdapter)):
+            adapter.weight.zero_()
+    assert np.abs(bare.score_samples(X_test) - scores).max() > 1e-3
+    assert np.array_equal(det.score_samples(X_test), scores)  # the copy's change did not reach det

@@ -71,9 +71,30 @@ def test_adib_pulls_toward_the_torchvision_theta0(data, imagenet_like):
     lambda weights: DOCDetector(**{**SMALL, "weights": weights}),
     lambda weights: ADIBDetector(**{**SMALL, "weights": weights, "regularizer": "ewc"}),
 ])
-def test_theta0_s_own_1000_way_head_is_the_reference_task(make, data, imagenet_like):
+def test_theta0_s_own_1000_way_head_is_the_reference_task(make, data, imagenet_like, monkeypatch):
+    import skad_transfer.losses as losses
+    import skad_transfer.regularizers as regularizers
+
     X_normal, X_outlier, X_test, _ = data
+    real, heads = losses.with_classifier_head, []
+
+    def recording(network, head, generator):
+        network = real(network, head, generator)
+        heads.append((head, tuple(network.head.weight.shape)))
+        return network
+
+    monkeypatch.setattr(losses, "with_classifier_head", recording)  # DOC's descriptiveness task
+    monkeypatch.setattr(regularizers, "with_classifier_head", recording)  # EWC's Fisher
     det = make(str(imagenet_like)).fit(X_normal, X_outlier)
+    # The reference classifier is theta0's own fc layer, all 1000 classes of it, bitwise.
+    theta0 = torch.load(imagenet_like)
+    assert len(heads) == 1 and heads[0][1] == (1000, 512)
+    (weight, bias), _ = heads[0]
+    assert torch.equal(weight, theta0["fc.weight"]) and torch.equal(bias, theta0["fc.bias"])
+    if isinstance(det, DOCDetector):  # DOC trains that head on (and keeps it)
+        assert det.network_.fc.weight.shape == (1000, 512)
+    else:  # EWC only weighs its pull by it: the detector's own head is one anomaly logit
+        assert det.network_.fc.weight.shape == (1, 512)
     assert np.isfinite(det.score_samples(X_test)).all()
 
 
@@ -117,10 +138,30 @@ def test_knn_on_a_fitted_torchvision_detector(data):
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import make_pipeline
 
+    from scipy.spatial.distance import cdist
+
+    from skad_transfer.engine import apply_batched
+
     X_normal, X_outlier, X_test, y_test = data
     det = ADIBDetector(**SMALL).fit(X_normal, X_outlier)
-    knn = make_pipeline(LayerFeatures(FrozenEstimator(det), layer="stage3"), KNNDetector(n_neighbors=2))
-    assert knn.fit(X_normal).score_samples(X_test).shape == (len(X_test),)
+    knn = make_pipeline(LayerFeatures(FrozenEstimator(det), layer="stage3", precision="float32"),
+                        KNNDetector(n_neighbors=2))
+    scores = knn.fit(X_normal).score_samples(X_test)
+    # The features are the fitted detector's: its fine-tuned network (a copy) and its preprocessing.
+    features = knn[0]
+    fitted = det.network_.state_dict()
+    assert all(torch.equal(t, fitted[k]) for k, t in features.network_.state_dict().items())
+    assert (features.mean_, features.std_, features.input_size_) == (det.mean_, det.std_, det.input_size_)
+
+    def stage3(images):  # the detector's network at stage3, average-pooled, as the detector sees images
+        return apply_batched(lambda x: det.network_.features(x, ("stage3",))["stage3"].mean(dim=(2, 3)),
+                             torch.from_numpy(images).permute(0, 3, 1, 2), device=torch.device("cpu"),
+                             mean=det.mean_, std=det.std_, input_size=det.input_size_, precision="float32",
+                             jpeg_quality=det.jpeg_quality_).numpy()
+
+    # kNN-AD: minus the mean distance to the 2 nearest normal training features.
+    expected = -np.sort(cdist(stage3(X_test), stage3(X_normal)), axis=1)[:, :2].mean(axis=1)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_onnx_export_of_adapters_on_a_torchvision_resnet(data, tmp_path):
