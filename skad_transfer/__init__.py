@@ -2,7 +2,7 @@
 
 from .data.corpora import OutlierCorpus, list_corpora, register_corpus
 from .detectors import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetector, DSVDDDetector, HSCDetector,
-                        KNNDetector)
+                        KNNDetector, LabelsIgnoredWarning)
 from .export import export_onnx
 from .features import LayerFeatures
 from .nn import ResNet26, resnet26
@@ -15,5 +15,6 @@ __all__ = [
     "ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector", "KNNDetector",
     "LayerFeatures", "ResNet26", "resnet26", "WeightsRecord", "list_weights",
     "register_weights", "OutlierCorpus", "list_corpora", "register_corpus", "export_onnx", "OutlierExposureWarning",
+    "LabelsIgnoredWarning",
     "__version__",
 ]

@@ -309,7 +309,8 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
         if getattr(X, "ndim", None) == 1:  # before check_array, whose advice, reshape(-1, 1), is wrong for images
             raise ValueError(
                 f"{name}: expected a batch of images, {IMAGE_FORMS}; got one axis, shape {tuple(X.shape)}. "
-                f"One flattened image is X[None] (with image_shape=(C, H, W) when it is not square)"
+                f"Reshape your data: one flattened image is X[None] (with image_shape=(C, H, W) when it is "
+                f"not square)"
             )
         with naming_errors(name):
             X = check_array(

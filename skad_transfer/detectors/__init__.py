@@ -2,9 +2,9 @@
 
 from .adib import ADIBDetector
 from .adra import ADRADetector
-from .base import TransferDetector
+from .base import LabelsIgnoredWarning, TransferDetector
 from .baselines import DOCDetector, DSVDDDetector, HSCDetector, KNNDetector
 from .family import DeepADDetector
 
 __all__ = ["ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector",
-           "KNNDetector", "TransferDetector"]
+           "KNNDetector", "TransferDetector", "LabelsIgnoredWarning"]

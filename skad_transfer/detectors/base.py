@@ -27,6 +27,7 @@ import functools
 import hashlib
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -88,12 +89,24 @@ LABEL_CONVENTION = "+1 normal, -1 anomaly"
 """Novelty labels, as ``fit`` reads its ``y``."""
 
 
+class LabelsIgnoredWarning(UserWarning):
+    """``fit`` got a ``y`` of numbers that are not novelty labels (+1 normal, -1 anomaly), such as
+    class labels or PyOD's 0/1, and ignored it: every row of ``X`` trained as normal.
+
+    scikit-learn's outlier detectors ignore such a ``y`` (its estimator checks pass class labels and
+    expect that); these detectors say so, since 0/1 labels with 1 = anomaly would otherwise put the
+    anomalies into training without a word. Turn it into an error with
+    ``warnings.simplefilter("error", LabelsIgnoredWarning)``.
+    """
+
+
 def check_novelty_labels(y, n_samples: int, *, name: str = "y") -> np.ndarray:
     """The normal rows that novelty labels select: ``y == +1`` (normal) as opposed to ``-1`` (anomaly).
 
-    Nothing else is read as labels. 0/1 labels (PyOD's convention, 1 = anomaly) or class labels
-    would all count as "not -1" and train on the anomalies as if they were normal; booleans, NaN and
-    other values do not say which rows are normal.
+    Only +1 and -1 are read as labels. Other numbers (class labels, PyOD's 0/1 with 1 = anomaly)
+    select every row, with a :class:`LabelsIgnoredWarning` that names the values and the conversion
+    to novelty labels: read as "not -1" they would train on the anomalies as if they were normal.
+    Booleans, NaN and non-numeric values are an error: they do not say which rows are normal.
 
     Parameters
     ----------
@@ -127,15 +140,17 @@ def check_novelty_labels(y, n_samples: int, *, name: str = "y") -> np.ndarray:
     if labels.dtype.kind not in "iuf":
         raise ValueError(f"{name}: Unknown label type: expected numeric labels ({LABEL_CONVENTION}), "
                          f"got dtype {labels.dtype}")
-    valid = (labels == 1) | (labels == -1)
-    if not valid.all():
-        found = np.unique(labels)  # NaNs collapse into one
+    if not np.isfinite(labels).all():
+        raise ValueError(f"{name}: labels must be finite ({LABEL_CONVENTION}), got NaN or infinity")
+    if not ((labels == 1) | (labels == -1)).all():
+        found = np.unique(labels)
         shown = ", ".join(f"{v:g}" for v in found[:6].tolist()) + (", ..." if len(found) > 6 else "")
-        hint = ""
-        if np.isin(labels, (0, 1)).all():
-            hint = ("; for 0/1 labels with 1 = anomaly (PyOD's convention) pass np.where(y == 1, -1, 1), "
-                    "with 1 = normal np.where(y == 1, 1, -1)")
-        raise ValueError(f"{name}: labels must be +1 (normal) or -1 (anomaly), got values {{{shown}}}{hint}")
+        warnings.warn(
+            f"{name}: values {{{shown}}} are not novelty labels ({LABEL_CONVENTION}), so {name} is ignored and every "
+            f"row of X trains as normal, as scikit-learn's outlier detectors ignore class labels. If 1 marks "
+            f"anomalies (PyOD's convention) pass np.where({name} == 1, -1, 1); if it marks normal rows, "
+            f"np.where({name} == 1, 1, -1)", LabelsIgnoredWarning, stacklevel=3)
+        return np.ones(n_samples, dtype=bool)
     normal = labels == 1
     if not normal.any():
         raise ValueError(f"{name}: every row is labelled -1 (anomaly); at least one normal (+1) row is needed")
@@ -871,9 +886,13 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return scores.double().numpy()
 
     def score_samples(self, X):
-        """Normality score of each image: the negated anomaly logit (higher = more normal).
+        """Normality score of each image (higher = more normal), float32 resolution.
 
-        ``sigmoid(-score)`` is the network's probability that the image is anomalous.
+        ``anomaly_score_`` says which: ``"loss+knn"`` (the default for the BCE detectors) the negated
+        sum of the standardised anomaly logit and the standardised distance to the nearest normal
+        training images; ``"loss"`` the loss's own score, for BCE the negated anomaly logit, whose
+        ``sigmoid(-score)`` is the network's probability that the image is anomalous; ``"knn"`` the
+        negated distance alone. Images must have the fitted channels and size (``image_shape_``).
 
         Parameters
         ----------

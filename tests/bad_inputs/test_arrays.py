@@ -68,7 +68,7 @@ def named(argument, *fragments):
 
 
 # ---------------------------------------------------------------------------------------------------
-# 1. Labels: +1 normal, -1 anomaly, nothing else
+# 1. Labels: +1 normal, -1 anomaly; other numbers ignored with a warning, nothing else
 
 
 def labels(kind):
@@ -91,24 +91,38 @@ def labels(kind):
 
 
 @pytest.mark.parametrize("kind, error, match", [
-    ("0/1 (PyOD)", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "{0, 1}", "PyOD", "np.where(y == 1, -1, 1)")),
-    ("0./1.", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "{0, 1}", "PyOD")),
-    ("all 0", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "{0}")),
     ("bool", ValueError, named("y", "boolean labels are ambiguous", "+1 normal, -1 anomaly")),
-    ("NaN", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "nan")),
-    ("inf", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "inf")),
-    ("0/1/2 classes", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "{0, 1, 2}")),
-    ("1/2", ValueError, named("y", "+1 (normal) or -1 (anomaly)", "{1, 2}")),
+    ("NaN", ValueError, named("y", "labels must be finite", "+1 normal, -1 anomaly")),
+    ("inf", ValueError, named("y", "labels must be finite", "+1 normal, -1 anomaly")),
     ("strings", ValueError, named("y", "Unknown label type", "+1 normal, -1 anomaly")),
     ("object with None", ValueError, named("y", "Unknown label type", "dtype object")),
     ("complex", ValueError, named("y", "Complex data not supported", "complex128")),
     ("too short", ValueError, named("y", f"expected {N} labels", "+1 normal, -1 anomaly", "got 5")),
     ("all anomalies", ValueError, named("y", "at least one normal (+1) row")),
 ])
-def test_labels_other_than_plus_minus_one_are_an_error_stating_the_convention(data, no_training, kind, error,
-                                                                               match):
+def test_labels_that_do_not_say_which_rows_are_normal_are_an_error_stating_the_convention(data, no_training, kind,
+                                                                                          error, match):
     with pytest.raises(error, match=match):
         ADIBDetector(**FAST).fit(data[0], labels(kind), X_outlier=data[1])
+
+
+@pytest.mark.parametrize("kind, values", [("0/1 (PyOD)", "{0, 1}"), ("0./1.", "{0, 1}"), ("all 0", "{0}"),
+                                          ("0/1/2 classes", "{0, 1, 2}"), ("1/2", "{1, 2}")])
+def test_other_numbers_are_ignored_as_scikit_learn_does_but_never_silently(data, kind, values):
+    # Class labels (what scikit-learn's checks pass) and PyOD's 0/1 are not novelty labels: y is
+    # ignored, every row trains as normal, and the warning names the values and the conversion.
+    import skad_transfer
+
+    X_normal, X_outlier, X_test = data
+    with pytest.warns(skad_transfer.LabelsIgnoredWarning,
+                      match=named("y", f"values {values} are not novelty labels", "every row of X trains as normal",
+                                  "PyOD", "np.where(y == 1, -1, 1)")):
+        ignored = ADIBDetector(**FAST).fit(X_normal, labels(kind), X_outlier=X_outlier)
+    assert np.array_equal(ignored.score_samples(X_test), ADIBDetector(**FAST).fit(X_normal, X_outlier).score_samples(X_test))
+    with warnings.catch_warnings():  # the documented way to make it an error
+        warnings.simplefilter("error", skad_transfer.LabelsIgnoredWarning)
+        with pytest.raises(skad_transfer.LabelsIgnoredWarning):
+            ADIBDetector(**FAST).fit(X_normal, labels(kind), X_outlier=X_outlier)
 
 
 class ArrayLike:
@@ -328,7 +342,8 @@ def test_floats_outside_0_1_without_a_jpeg_round_trip_warn_and_go_in_as_they_are
     # Tabular features (scikit-learn's checks, image_shape=(1, 1, -1)) have any range: a warning, not an error.
     with pytest.warns(IntensityRangeWarning, match=named("X", "[0, 1]", "[0, 255]")):
         scores = fitted.score_samples(data[2].astype(np.float32))
-    assert np.isfinite(scores).all()
+    # As they are: 200.0 is read as 200, not rescaled by 1/255 into the uint8 image's intensity.
+    assert np.isfinite(scores).all() and not np.allclose(scores, fitted.score_samples(data[2]), atol=1e-3)
     with pytest.warns(IntensityRangeWarning, match=named("X", "[0, 1]")):
         LayerFeatures(weights=None, width=4, device="cpu").fit(data[2] * 10.0)
 
