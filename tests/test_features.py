@@ -61,8 +61,12 @@ def test_input_forms(images):
     transformer = LayerFeatures(**FEATURES).fit(images)
     reference = transformer.transform(images)
     nchw = images.transpose(0, 3, 1, 2)
-    for form in (nchw, nchw.reshape(len(images), -1), torch.from_numpy(images)):
+    for form in (nchw, torch.from_numpy(images)):
         assert np.array_equal(transformer.transform(form), reference)
+    with pytest.raises(ValueError, match="reads two ways"):  # flattened colour rows: NCHW or NHWC?
+        transformer.transform(nchw.reshape(len(images), -1))
+    flat = clone(transformer).set_params(image_shape=images.shape[-1:] + images.shape[1:3]).fit(images)
+    assert np.array_equal(flat.transform(nchw.reshape(len(images), -1)), reference)
     with pytest.raises(ValueError, match="NaN"):
         transformer.transform(np.full((2, 32, 32, 3), np.nan))
 

@@ -65,19 +65,30 @@ def test_input_forms_give_the_same_scores(easy_problem):
     det = ADIBDetector(**TINY).fit(X_normal, X_outlier)
     reference = det.score_samples(X_test)
     nchw = X_test.transpose(0, 3, 1, 2)
-    for form in (nchw, nchw.reshape(len(X_test), -1), torch.from_numpy(X_test)):
+    for form in (nchw, torch.from_numpy(X_test)):
         assert np.array_equal(det.score_samples(form), reference)
     assert np.allclose(det.score_samples(X_test / 255.0), reference, atol=0.05)
     assert det.n_features_in_ == 3072 and det.image_shape_ == (3, 32, 32)
-    assert det.score_samples(X_test[:, :24, :24]).shape == (len(X_test),)  # other sizes are resized
-    assert det.score_samples(X_test[..., 0]).shape == (len(X_test),)  # grayscale is replicated
+    # Flattened colour rows read two ways (channel-major or NHWC): the image_shape parameter says which.
+    with pytest.raises(ValueError, match="reads two ways"):
+        det.score_samples(nchw.reshape(len(X_test), -1))
+    told = copy.deepcopy(det).set_params(image_shape=(3, 32, 32))
+    assert np.array_equal(told.score_samples(nchw.reshape(len(X_test), -1)), reference)
+    # Other sizes and channel counts than the fitted ones are refused, as scikit-learn refuses another width.
+    with pytest.raises(ValueError, match=r"X holds 3-channel 24x24 images .* fitted on 3-channel 32x32"):
+        det.score_samples(X_test[:, :24, :24])
+    with pytest.raises(ValueError, match=r"X holds 1-channel 32x32 images .* fitted on 3-channel 32x32"):
+        det.score_samples(X_test[..., 0])
 
 
 def test_flattened_training_input_and_width_check(easy_problem):
     X_normal, X_outlier, X_test, _ = easy_problem
     flat = X_normal.transpose(0, 3, 1, 2).reshape(len(X_normal), -1)
-    det = ADIBDetector(**TINY).fit(flat, X_outlier)
+    with pytest.raises(ValueError, match=r"X has 3072 = 3\*32\*32 features per row, which reads two ways"):
+        ADIBDetector(**TINY).fit(flat, X_outlier)
+    det = ADIBDetector(**TINY, image_shape=(3, 32, 32)).fit(flat, X_outlier)
     assert det.n_features_in_ == 3072
+    assert np.array_equal(det.score_samples(flat[:4]), det.score_samples(X_normal[:4]))
     with pytest.raises(ValueError, match="X has 300 features, but ADIBDetector is expecting 3072"):
         det.score_samples(np.zeros((2, 300)))
 
