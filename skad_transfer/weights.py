@@ -24,6 +24,7 @@ import hashlib
 import math
 import numbers
 import os
+import pickle
 import re
 import urllib.request
 from dataclasses import asdict, dataclass, field, replace
@@ -280,6 +281,13 @@ def _resolve(weights, arch: str) -> WeightsRecord | None:
             )
         if isinstance(weights, os.PathLike) or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt"):
             raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
+        if text not in _REGISTRY:
+            owners = _torchvision_owners(text)
+            if owners:
+                raise ValueError(
+                    f"weights: {text!r} names torchvision weights of {', '.join(owners)}, not of backbone={arch!r}; "
+                    f"pass backbone={owners[0]!r} with them, or for {arch} one of {list_weights()} or a checkpoint path"
+                )
         return get_weights(text)
     raise TypeError(
         f"weights: expected None, a registered name, a checkpoint path or a WeightsRecord, "
@@ -292,6 +300,16 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict | None]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
+        if isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error):
+            # Not torch's advice to reload with weights_only=False: for a file of unknown origin that
+            # is exactly what runs its code. Only what the safe unpickler refused is kept.
+            detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)", str(error))
+            raise OSError(
+                f"weights: could not read checkpoint {path}: the safe (weights-only) load refused it "
+                f"({detail.group(1).strip() if detail else 'not a checkpoint of tensors'}), and nothing else is "
+                f"tried, since unpickling other content can run code. A state dict saved with "
+                f"torch.save(model.state_dict(), path) or skad_transfer.weights.save_weights loads"
+            ) from error
         raise OSError(f"weights: could not read checkpoint {path}: {type(error).__name__}: {error}") from error
     fields = None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
@@ -431,6 +449,20 @@ def download_file(url: str, destination, *, sha256: str | None = None, progress:
     atomic_write(destination, write)
     return destination
 
+
+
+def _torchvision_owners(name: str) -> list[str]:
+    """The torchvision ResNets that have weights called ``name`` (e.g. ``"IMAGENET1K_V1"``)."""
+    from .nn import TORCHVISION_RESNETS
+
+    owners = []
+    for arch in TORCHVISION_RESNETS:  # in their own order: resnet18 first
+        try:
+            if _torchvision_entry(name, arch) is not None:
+                owners.append(arch)
+        except (ValueError, KeyError):
+            continue
+    return owners
 
 
 def _torchvision_entry(weights, arch: str):

@@ -1,3 +1,4 @@
+import argparse
 import pickle
 
 import pytest
@@ -111,8 +112,21 @@ def test_checkpoints_cannot_run_code(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as handle:
         pickle.dump({"state_dict": {"x": Payload()}}, handle)
-    with pytest.raises(OSError, match="could not read"):
+    with pytest.raises(OSError, match=r"could not read .*the safe \(weights-only\) load refused it .*state dict") as info:
         read_checkpoint(path)
+    assert "weights_only` set to `False" not in str(info.value)  # never torch's advice to load it unsafely
+    torch.save({"x": torch.zeros(1), "extra": argparse.Namespace()}, path)
+    with pytest.raises(OSError, match=r"refused it \(Unsupported global: GLOBAL argparse.Namespace\)") as info:
+        read_checkpoint(path)
+    assert "weights_only` set to `False" not in str(info.value)
+
+
+def test_a_torchvision_weight_name_for_resnet26_names_the_backbone_it_belongs_to():
+    with pytest.raises(ValueError, match=r"'IMAGENET1K_V1' names torchvision weights of resnet18, .*not of "
+                                         r"backbone='resnet26'; pass backbone='resnet18'"):
+        resolve_weights("IMAGENET1K_V1", arch="resnet26")
+    with pytest.raises(ValueError, match=r"'ResNet50_Weights.IMAGENET1K_V2' names torchvision weights of resnet50, not"):
+        resolve_weights("ResNet50_Weights.IMAGENET1K_V2", arch="resnet26")
 
 
 def test_ddp_prefix_is_stripped(tmp_path):
