@@ -10,23 +10,33 @@ the model's metadata (``skad_transfer.offset``): ``score - offset`` and its sign
 
 The one step an ONNX graph cannot do is the JPEG round trip that a detector fitted with
 ``jpeg_quality`` (the default, 75) applies before scoring. Such a detector is refused unless
-``jpeg="caller"``: then the caller makes the round trip itself
-(:func:`skad_transfer.data.harmonize.jpeg_roundtrip` with the quality in the metadata
-``skad_transfer.jpeg_quality``, or the same encoder anywhere) and the model scores what the detector
-scores. Requires the optional extra ``onnx`` (``pip install skad-transfer[onnx]``).
+``jpeg="caller"``: then the caller makes the round trip itself and the model scores what the
+detector scores. :func:`onnx_inputs` prepares a batch for an exported model from its metadata: it
+checks the images against the input the model takes (uint8 NHWC of the exported size), with errors
+that say how to fix them, and makes the JPEG round trip at the quality in ``skad_transfer.jpeg_quality``
+(libjpeg-turbo through Pillow, as the detector does; any encoder with the same settings gives the
+same pixels). Exporting requires the optional extra ``onnx`` (``pip install skad-transfer[onnx]``);
+:func:`onnx_inputs` needs numpy and Pillow only.
+
+    session = onnxruntime.InferenceSession("detector.onnx")
+    X = onnx_inputs(images_uint8_nhwc, session.get_modelmeta().custom_metadata_map)
+    scores = session.run(None, {"images": X})[0]   # == det.score_samples(images_uint8_nhwc)
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "onnx_inputs"]
 
 JPEG_CHOICES = ("error", "caller")
 
@@ -97,6 +107,12 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
     from ._io import atomic_path
     from .detectors.base import TransferDetector
 
+    path = Path(path)
+    if path.is_dir():  # before the export's work, not after it
+        raise IsADirectoryError(f"path: {path} is a directory; name the .onnx file to write, e.g. "
+                                f"{path / 'detector.onnx'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"path: {path.parent} is a file, so {path} cannot be written into it")
     if not isinstance(detector, TransferDetector):
         raise TypeError(f"detector must be a fitted skad_transfer detector (ADIB, ADRA, ...), got "
                         f"{type(detector).__name__}")
@@ -129,7 +145,6 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
     rule = detector._score_rule().to("cpu")
     graph = _ScoringGraph(network, rule, detector.mean_, detector.std_, detector.input_size_, channels).eval()
     example = torch.zeros((2, height, width, channels), dtype=torch.uint8)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         program = torch.onnx.export(graph, (example,), input_names=["images"], output_names=["scores"],
@@ -140,6 +155,7 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
     metadata = {"skad_transfer.estimator": type(detector).__name__, "skad_transfer.offset": repr(detector.offset_),
                 "skad_transfer.jpeg_quality": "" if jpeg_quality is None else str(jpeg_quality),
                 "skad_transfer.input": f"uint8 (N, {height}, {width}, {channels}) NHWC, 0..255",
+                "skad_transfer.image_size": f"{height},{width},{channels}",  # read by onnx_inputs
                 "skad_transfer.output": "score_samples (higher = more normal); decision = score - offset"}
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -147,6 +163,50 @@ def export_onnx(detector, path: str | os.PathLike, *, image_size: tuple[int, int
     with atomic_path(path) as temporary:
         onnx.save(model, str(temporary))
     return path
+
+
+def onnx_inputs(images, metadata: Mapping[str, str]) -> np.ndarray:
+    """``images`` as an exported model takes them: checked, and JPEG round-tripped where the
+    detector was fitted with ``jpeg_quality``.
+
+    Parameters
+    ----------
+    images : numpy.ndarray of shape (N, H, W, C), uint8
+        What the model takes (``skad_transfer.input`` in its metadata): NHWC, 0..255, the exported
+        ``(H, W, C)``. Anything else is an error naming what came and the conversion.
+    metadata : mapping of str to str
+        The model's metadata, e.g. ``onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map``
+        or ``{p.key: p.value for p in onnx.load(path).metadata_props}``.
+
+    Returns
+    -------
+    images : numpy.ndarray of shape (N, H, W, C), uint8, C-contiguous
+        With the JPEG round trip at ``skad_transfer.jpeg_quality`` made when the metadata has one
+        (:func:`~skad_transfer.data.harmonize.jpeg_roundtrip`'s pixels); the images themselves otherwise.
+    """
+    from .data.harmonize import jpeg_roundtrip_nhwc
+
+    size = metadata.get("skad_transfer.image_size")
+    if size is None:  # a model exported before the key existed: the readable description has it
+        found = re.search(r"\(N, (\d+), (\d+), (\d+)\)", metadata.get("skad_transfer.input", ""))
+        if found is None:
+            raise ValueError("metadata: not an skad_transfer model's metadata (no skad_transfer.image_size); pass "
+                             "session.get_modelmeta().custom_metadata_map of a model written by export_onnx")
+        size = ",".join(found.groups())
+    expected = tuple(int(v) for v in size.split(","))
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"images: expected a numpy array of uint8 (N, {', '.join(map(str, expected))}) NHWC images, "
+                        f"got {type(images).__name__}; e.g. tensor.permute(0, 2, 3, 1).numpy() for an NCHW tensor")
+    if images.dtype != np.uint8:
+        hint = " (floats in 0..1: (images * 255).round().astype(np.uint8))" if images.dtype.kind == "f" else ""
+        raise ValueError(f"images: the model takes uint8 0..255, got dtype {images.dtype}{hint}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+        h, w, c = expected
+        hint = (f"; NCHW? images.transpose(0, 2, 3, 1)" if images.ndim == 4 and tuple(images.shape[1:]) == (c, h, w)
+                else "; export_onnx(..., image_size=(H, W)) exports a model for another size")
+        raise ValueError(f"images: the model takes (N, {h}, {w}, {c}) NHWC images, got shape {images.shape}{hint}")
+    quality = metadata.get("skad_transfer.jpeg_quality", "")
+    return jpeg_roundtrip_nhwc(images, int(quality)) if quality else np.ascontiguousarray(images)
 
 
 def _cpu_copy(network: nn.Module) -> nn.Module:

@@ -6,7 +6,7 @@ import torch
 
 from skad_transfer import ADIBDetector, ADRADetector, DSVDDDetector
 from skad_transfer.data.harmonize import jpeg_roundtrip
-from skad_transfer.export import export_onnx
+from skad_transfer.export import export_onnx, onnx_inputs
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -86,3 +86,49 @@ def test_a_default_precision_detector_exports_its_scores_to_1e_4(tmp_path):
     X = np.concatenate([X_normal[:6], X_outlier[:6]])
     roundtripped = jpeg_roundtrip(torch.from_numpy(X).permute(0, 3, 1, 2), 75).permute(0, 2, 3, 1).contiguous()
     np.testing.assert_allclose(onnx_scores(path, roundtripped.numpy()), det.score_samples(X), rtol=0, atol=1e-4)
+
+
+def test_the_deployer_s_path_runs_as_documented_in_the_default_precision(tmp_path):
+    # A default detector (JPEG round trip at 75, precision "auto"), exported with jpeg="caller"; the
+    # deployer feeds onnx_inputs(images, the session's metadata) to the model: score_samples to 1e-4.
+    X_normal, X_outlier = problem()
+    det = ADIBDetector(**{**FAST, "precision": "auto"}).fit(X_normal, X_outlier)
+    path = export_onnx(det, tmp_path / "det.onnx", jpeg="caller")
+    session = ort.InferenceSession(str(path))
+    metadata = session.get_modelmeta().custom_metadata_map
+    X = np.concatenate([X_normal[:5], X_outlier[:5]])
+    scores = session.run(None, {"images": onnx_inputs(X, metadata)})[0]
+    np.testing.assert_allclose(scores, det.score_samples(X), rtol=0, atol=1e-4)
+    same = jpeg_roundtrip(torch.from_numpy(X).permute(0, 3, 1, 2), 75).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(onnx_inputs(X, metadata), same)  # the detector's pixels
+
+
+def test_onnx_inputs_say_what_the_model_takes(tmp_path):
+    metadata = {"skad_transfer.image_size": "32,32,3", "skad_transfer.jpeg_quality": ""}
+    X = problem()[0][:2]
+    assert np.array_equal(onnx_inputs(X, metadata), X)  # no JPEG quality: the images as they are
+    with pytest.raises(ValueError, match=r"uint8 0\.\.255, got dtype float64 \(floats in 0\.\.1: "):
+        onnx_inputs(X / 255.0, metadata)
+    with pytest.raises(ValueError, match=r"\(N, 32, 32, 3\) NHWC images, got shape \(2, 3, 32, 32\); NCHW\? "):
+        onnx_inputs(X.transpose(0, 3, 1, 2), metadata)
+    with pytest.raises(ValueError, match=r"got shape \(2, 28, 28, 3\); export_onnx\(\.\.\., image_size="):
+        onnx_inputs(X[:, :28, :28], metadata)
+    with pytest.raises(TypeError, match="numpy array .*permute"):
+        onnx_inputs(torch.from_numpy(X), metadata)
+    with pytest.raises(ValueError, match="metadata: not an skad_transfer model"):
+        onnx_inputs(X, {})
+    # A model exported before image_size was recorded: its readable input line says the shape.
+    assert np.array_equal(onnx_inputs(X, {"skad_transfer.input": "uint8 (N, 32, 32, 3) NHWC, 0..255"}), X)
+
+
+def test_an_export_path_that_is_a_directory_fails_before_the_export(tmp_path, monkeypatch):
+    import skad_transfer.export as export
+
+    monkeypatch.setattr(export, "_cpu_copy", lambda network: pytest.fail("the export started"))
+    X_normal, X_outlier = problem()
+    det = ADIBDetector(jpeg_quality=None, **FAST).fit(X_normal, X_outlier)
+    with pytest.raises(IsADirectoryError, match=r"path: .* is a directory; name the \.onnx file"):
+        export_onnx(det, tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        export_onnx(det, tmp_path / "file" / "det.onnx")

@@ -95,6 +95,20 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | None, *, name: str = "jp
     return torch.from_numpy(decoded).permute(0, 3, 1, 2).contiguous().to(device)
 
 
+def jpeg_roundtrip_nhwc(images: np.ndarray, quality: int) -> np.ndarray:
+    """:func:`jpeg_roundtrip` for a uint8 numpy batch in NHWC layout (what an exported ONNX model
+    takes; :func:`skad_transfer.export.onnx_inputs` checks such a batch first): the same pixels,
+    without torch."""
+    quality = check_jpeg_quality(quality, "quality")
+    if (not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4
+            or images.shape[-1] not in (1, 3)):
+        raise ValueError(f"images: expected a uint8 numpy array of shape (N, H, W, C) with C in {{1, 3}}, got "
+                         f"{type(images).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+    if quality is None or len(images) == 0:
+        return np.ascontiguousarray(images)
+    return np.stack([_jpeg_roundtrip_one(image, quality) for image in images])
+
+
 def _jpeg_roundtrip_one(image: np.ndarray, quality: int) -> np.ndarray:
     """One (H, W, C) uint8 image, C in {1, 3}, through a JPEG file in memory and back.
 
