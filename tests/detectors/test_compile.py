@@ -65,3 +65,41 @@ def test_compile_names_its_modes_when_given_another(easy_problem):
     with pytest.raises(ValueError, match=r"compile must be True, False or one of .*got 'fast'"):
         compiled(len, "fast")
     assert compiled(len, False) is len
+
+
+def test_compile_without_a_cpp_compiler_is_an_error_naming_compile_false_before_training(easy_problem, monkeypatch):
+    import torch._inductor.cpp_builder as cpp_builder
+
+    import skad_transfer.engine as engine
+
+    def no_compiler():
+        raise RuntimeError("No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    monkeypatch.setattr(engine, "run_epochs", lambda *a, **k: pytest.fail("training started"))
+    X_normal, X_outlier, _, _ = easy_problem
+    det = ADIBDetector(weights=None, width=4, steps=2, batch_size=16, device="cpu", compile=True, verbose=False)
+    with pytest.raises(RuntimeError, match=r"^compile=True: torch.compile on the CPU needs a working C\+\+ compiler "
+                                           r".*No working C\+\+ compiler found.*fit with compile=False"):
+        det.fit(X_normal, X_outlier)
+
+
+def test_a_failure_inside_torch_compile_names_compile_false(monkeypatch):
+    import torch._dynamo.exc as dynamo_exc
+
+    from skad_transfer.engine import compiled
+
+    def broken(function, **kwargs):
+        def step(*args):
+            raise dynamo_exc.TorchRuntimeError("inductor could not lower aten.foo\nmore details")
+        return step
+
+    monkeypatch.setattr(torch, "compile", broken)
+    step = compiled(lambda x: x, "default")  # no device: no compiler check
+    with pytest.raises(RuntimeError, match=r"^compile='default': torch.compile could not build the training step "
+                                           r"\(TorchRuntimeError: inductor could not lower aten.foo\); fit with "
+                                           r"compile=False$"):
+        step(1)
+    monkeypatch.setattr(torch, "compile", lambda function, **kwargs: function)
+    with pytest.raises(ZeroDivisionError):  # other errors of a step pass unchanged
+        compiled(lambda x: 1 / x, "default")(0)
