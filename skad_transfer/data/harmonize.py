@@ -211,6 +211,11 @@ def match_histograms(images: torch.Tensor, references: torch.Tensor) -> torch.Te
         )
     if images.shape[0] == 0:
         return images
+    # Not skimage.exposure.match_histograms: scikit-image is not a dependency, and it matches one
+    # image to one reference in numpy on the CPU, where this matches a whole batch of OE images,
+    # each to its own reference, in one sort on the device the batch is on (the GPU in training),
+    # and puts a run of equal values at the run's middle quantile (skimage puts it at the run's end,
+    # its cumulative count, so a flat image takes the reference's maximum).
     n, c = images.shape[:2]
     values = images.reshape(n, c, -1).float()
     target = references.to(images.device).reshape(n, c, -1).float()
