@@ -34,7 +34,7 @@ from torch import nn
 from .nn.backbone import Backbone
 
 __all__ = ["KNN_NEIGHBORS", "OE_SEPARABILITY_THRESHOLD", "SCORES", "OutlierExposureWarning", "ScoreRule",
-           "feature_separability", "knn_distances", "refitted_boundary", "resolve_score",
+           "feature_separability", "knn_distances", "refitted_boundary", "resolve_score", "ScoreCalibration",
            "warn_if_oe_cannot_teach"]
 
 #: The values of a detector's ``score`` parameter besides ``"auto"``.
@@ -147,27 +147,62 @@ class ScoreRule(nn.Module):
                  + (distance - self.knn_scale.mean) / self.knn_scale.scale)
 
 
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """A logistic model of "normal" on the score alone, fitted on normal images against OE images
+    (the two sets weighted equally, as in a training batch): Platt scaling. ``predict_proba`` and
+    the ``contamination="auto"`` boundary of the kNN scores come from it.
+
+    The probability is that of an image being normal in a balanced mix of normal and OE-like images,
+    not a calibrated frequency of anomalies among a user's data.
+    """
+
+    center: float
+    scale: float
+    slope: float
+    intercept: float
+
+    @classmethod
+    def fit(cls, normal_scores: np.ndarray, outlier_scores: np.ndarray | None) -> "ScoreCalibration | None":
+        """The model fitted on these scores; None without OE scores."""
+        from sklearn.linear_model import LogisticRegression
+
+        if outlier_scores is None or len(outlier_scores) == 0:
+            return None
+        normal = np.asarray(normal_scores, dtype=np.float64)
+        outlier = np.asarray(outlier_scores, dtype=np.float64)
+        values = np.concatenate([normal, outlier])
+        center, scale = float(values.mean()), float(max(values.std(), 1e-12))
+        model = LogisticRegression(C=100.0, class_weight="balanced")
+        model.fit(((values - center) / scale)[:, None], np.r_[np.ones(len(normal)), np.zeros(len(outlier))])
+        return cls(center, scale, float(model.coef_[0, 0]), float(model.intercept_[0]))
+
+    def boundary(self) -> float | None:
+        """The score at which the probability is 1/2; None when OE images scored as normal as the
+        normal images (slope <= 0: no boundary was learnt)."""
+        if self.slope <= 0:
+            return None
+        return self.center - self.scale * self.intercept / self.slope
+
+    def normal_probability(self, scores: np.ndarray) -> np.ndarray:
+        """P(normal) of each score, float64."""
+        from scipy.special import expit
+
+        return expit(self.slope * (np.asarray(scores, dtype=np.float64) - self.center) / self.scale + self.intercept)
+
+
 def refitted_boundary(normal_scores: np.ndarray, outlier_scores: np.ndarray | None) -> float:
     """``offset_`` of ``contamination="auto"`` for a score without a boundary of its own (``"knn"``,
-    ``"loss+knn"``): the score at which a logistic model of normal vs OE images, fitted on the score
-    alone (the two sets weighted equally, as in a training batch), gives probability 1/2. Without OE
-    images, the 10% quantile of the normal scores (as for the distance-based detectors)."""
-    from sklearn.linear_model import LogisticRegression
-
+    ``"loss+knn"``): the score at which :class:`ScoreCalibration` of normal vs OE images gives
+    probability 1/2. Without OE images (or when they score as normal as the normal images), the
+    10% quantile of the normal scores (as for the distance-based detectors)."""
     from .losses import AUTO_QUANTILE
 
-    normal = np.asarray(normal_scores, dtype=np.float64)
-    if outlier_scores is None or len(outlier_scores) == 0:
-        return float(np.percentile(normal, 100.0 * AUTO_QUANTILE))
-    outlier = np.asarray(outlier_scores, dtype=np.float64)
-    values = np.concatenate([normal, outlier])
-    center, scale = values.mean(), max(values.std(), 1e-12)
-    model = LogisticRegression(C=100.0, class_weight="balanced")
-    model.fit(((values - center) / scale)[:, None], np.r_[np.ones(len(normal)), np.zeros(len(outlier))])
-    slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
-    if slope <= 0:  # OE scored as normal as the normal images: no boundary to learn, fall back
-        return float(np.percentile(normal, 100.0 * AUTO_QUANTILE))
-    return float(center - scale * intercept / slope)
+    calibration = ScoreCalibration.fit(normal_scores, outlier_scores)
+    boundary = None if calibration is None else calibration.boundary()
+    if boundary is None:
+        return float(np.percentile(np.asarray(normal_scores, dtype=np.float64), 100.0 * AUTO_QUANTILE))
+    return float(boundary)
 
 
 OE_SEPARABILITY_THRESHOLD = 0.99

@@ -186,6 +186,9 @@ class ADIBDetector(TransferDetector):
         (each training image to the others) over the training images (only for a kNN score).
     n_neighbors_ : int
         Neighbours averaged by the kNN term (2, fewer for a tiny training set; only for a kNN score).
+    score_calibration_ : ScoreCalibration or None
+        The logistic model of ``score_samples`` behind :meth:`predict_proba`, fitted on normal vs
+        OE images (:class:`~skad_transfer.scoring.ScoreCalibration`); None without OE images.
     oe_separability_ : float or None
         How well theta0's pooled features alone, before training, tell the normal training images
         from the OE images (cross-validated AUC of a logistic regression on up to 1,000 of each);

@@ -36,6 +36,7 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -51,8 +52,9 @@ from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
 from ..nn.backbone import BACKBONES, Backbone, build_backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
 from ..regularizers import Regularizer, make_regularizer
-from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, SCORES, ScoreRule, Standardization, feature_separability,
-                       knn_distances, refitted_boundary, resolve_score, warn_if_oe_cannot_teach)
+from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, SCORES, ScoreCalibration, ScoreRule, Standardization,
+                       feature_separability, knn_distances, refitted_boundary, resolve_score,
+                       warn_if_oe_cannot_teach)
 from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
 
 SCORING_PRECISION = "float32"
@@ -619,14 +621,17 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         # normal images will score, while the training images' scores are those the network fitted.
         X_offset = X if X_val is None else X_val
         self.n_validation_ = 0 if X_val is None else int(X_val.shape[0])
+        normal_scores = self._score(X_offset)
+        outlier_scorer = self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)
+        outlier_scores = None if outlier_scorer is None else outlier_scorer()
+        self.score_calibration_ = ScoreCalibration.fit(normal_scores, outlier_scores)
         if self.contamination == "auto" and self.anomaly_score_ != "loss":
-            outlier_scores = self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)
-            self.offset_ = refitted_boundary(self._score(X_offset), None if outlier_scores is None else outlier_scores())
+            self.offset_ = refitted_boundary(normal_scores, outlier_scores)
         elif self.contamination == "auto":
-            self.offset_ = float(loss.auto_offset(lambda: self._score(X_offset),
-                                                  self._outlier_scorer(data, oe_val, X_offset.shape[0], seed)))
+            self.offset_ = float(loss.auto_offset(lambda: normal_scores,
+                                                  None if outlier_scores is None else lambda: outlier_scores))
         else:
-            self.offset_ = float(np.percentile(self._score(X_offset), 100.0 * self.contamination))
+            self.offset_ = float(np.percentile(normal_scores, 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
         return self
 
@@ -912,6 +917,41 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
     def predict(self, X):
         """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``."""
         return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    @available_if(lambda self: self.uses_outlier_exposure)
+    def predict_proba(self, X):
+        """Probability of each image being anomalous and normal: columns for the labels -1 and +1,
+        in that order (a scikit-learn classifier's with ``classes_ = [-1, 1]``; PyOD's columns are
+        the other way round).
+
+        A logistic model of ``score_samples`` (``score_calibration_``, Platt scaling), fitted at the
+        end of ``fit`` on the normal images (the held-out ones with ``validation_fraction``) against
+        as many OE images, the two weighted equally. So it is the probability in a balanced mix of
+        normal and OE-like images, not a calibrated frequency of anomalies in your data; ranking by
+        it is ranking by ``score_samples``.
+
+        Parameters
+        ----------
+        X : array-like or tensor of images, in any form ``fit`` accepts.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+
+        Raises
+        ------
+        ValueError
+            For a detector fitted without OE images (nothing to calibrate against). One-class
+            detectors (DSVDD, DOC), which train without OE, have no ``predict_proba``.
+        """
+        check_is_fitted(self)
+        calibration = getattr(self, "score_calibration_", None)
+        if calibration is None:
+            raise ValueError(f"predict_proba: this {type(self).__name__} was fitted without outlier-exposure images, "
+                             f"against which the probability is calibrated; rank by score_samples, or fit with an "
+                             f"OE corpus")
+        normal = calibration.normal_probability(self.score_samples(X))
+        return np.column_stack([1.0 - normal, normal])
 
     def fit_predict(self, X, y=None, **kwargs):
         """Fit on ``X`` and return -1 (outlier) / +1 (inlier) for every row of ``X``.

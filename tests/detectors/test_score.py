@@ -109,3 +109,32 @@ def test_an_oe_corpus_told_apart_by_theta0_alone_is_warned_about_and_recorded():
         warnings.simplefilter("error", OutlierExposureWarning)
         det = ADIBDetector(**params).fit(X_normal, flat_squares(96, rng))
     assert det.oe_separability_ < 0.8
+
+
+@pytest.mark.parametrize("anomaly_score", ["auto", "loss"])
+def test_predict_proba_is_the_logistic_calibration_of_the_score_against_oe(easy_problem, anomaly_score):
+    from scipy.special import expit
+    from sklearn.metrics import roc_auc_score
+
+    X_normal, X_outlier, X_test, y_test = easy_problem
+    det = ADIBDetector(**FAST, anomaly_score=anomaly_score).fit(X_normal, X_outlier)
+    proba, scores = det.predict_proba(X_test), det.score_samples(X_test)
+    assert proba.shape == (len(X_test), 2) and np.allclose(proba.sum(1), 1.0)
+    c = det.score_calibration_
+    assert c.slope > 0 and np.allclose(proba[:, 1], expit(c.slope * (scores - c.center) / c.scale + c.intercept))
+    # Column 0 is P(anomaly): it ranks the images as the score does, the other way round.
+    assert roc_auc_score(y_test == -1, proba[:, 0]) == pytest.approx(roc_auc_score(y_test, scores))
+    if anomaly_score == "auto":  # its "auto" threshold is the calibration's probability 1/2
+        assert det.score_calibration_.normal_probability(np.array([det.offset_]))[0] == pytest.approx(0.5, abs=1e-9)
+
+
+def test_one_class_detectors_have_no_predict_proba_and_a_fit_without_oe_says_why(easy_problem, monkeypatch):
+    from skad_transfer import DSVDDDetector
+
+    X_normal, _, X_test, _ = easy_problem
+    det = DSVDDDetector(**FAST).fit(X_normal)
+    assert det.score_calibration_ is None and not hasattr(det, "predict_proba")
+    fitted = ADIBDetector(**FAST).fit(X_normal, X_normal[::-1].copy())
+    monkeypatch.setattr(fitted, "score_calibration_", None)  # as a fit without OE images leaves it
+    with pytest.raises(ValueError, match="predict_proba: this ADIBDetector was fitted without outlier-exposure"):
+        fitted.predict_proba(X_test)
