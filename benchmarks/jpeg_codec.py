@@ -63,10 +63,10 @@ def main(argv=None) -> None:
     X_test, _, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")
     oe = np.asarray(load_tiny_imagenet(args.data / "tiny-imagenet-32.zip", split="train")[0])
     sample = torch.from_numpy(np.asarray(X_test[:4000])).permute(0, 3, 1, 2).contiguous()
+    codecs = {"pillow": jpeg_roundtrip, "torchvision": torchvision_roundtrip}
+    result = {"environment": environment("auto"), "roundtrip": {"threads": 1}, "fits": []}  # fits: all threads
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    codecs = {"pillow": jpeg_roundtrip, "torchvision": torchvision_roundtrip}
-    result = {"environment": environment("auto"), "roundtrip": {}, "fits": []}
     reference = torchvision_roundtrip(sample, 75)
     for name, function in codecs.items():
         result["roundtrip"][name] = {"images_per_second": round(roundtrips_per_second(function, sample)),
