@@ -23,7 +23,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..losses import AUTO_QUANTILE
 from ..regularizers import REGULARIZER_PARAMETER_CONSTRAINTS
-from .base import Recipe, TransferDetector, check_novelty_labels
+from .base import Recipe, TransferDetector
+from .labels import check_novelty_labels
 
 _SHARED_DOC = """
     regularizer : {"l2sp", "l2sp-ref", "ewc"} or None, default=None
