@@ -203,7 +203,19 @@ _REGISTRY: dict[str, WeightsRecord | Callable[[], WeightsRecord]] = {}
 
 
 def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> WeightsRecord:
-    """Make ``record`` resolvable by its name."""
+    """Make ``record`` resolvable by its name (``weights=record.name``).
+
+    Parameters
+    ----------
+    record : WeightsRecord
+        The weights' source, preprocessing and checks.
+    overwrite : bool, default=False
+        Replace a record already registered under that name (else a ValueError).
+
+    Returns
+    -------
+    record : WeightsRecord
+    """
     if not isinstance(record, WeightsRecord):
         raise TypeError(f"record must be a WeightsRecord, got {type(record).__name__}")
     if record.name in _REGISTRY and not overwrite:

@@ -228,8 +228,16 @@ _OPEN_LOCK = threading.Lock()
 def register_corpus(name: str, opener: Callable[..., OutlierCorpus], *, overwrite: bool = False) -> None:
     """Make ``outlier_exposure=name`` open the corpus with ``opener`` (once per process and data root).
 
-    ``opener(root)`` gets the data root (:func:`~skad_transfer.data.data_root`, or the ``root`` given
-    to :func:`resolve_corpus`); an opener that takes no argument is called as ``opener()``.
+    Parameters
+    ----------
+    name : str
+        The name ``outlier_exposure=`` (or ``fit``'s second argument) will take.
+    opener : callable
+        ``opener(root)`` gets the data root (:func:`~skad_transfer.data.data_root`, or the ``root``
+        given to :func:`resolve_corpus`) and returns an :class:`OutlierCorpus`; an opener that takes
+        no argument is called as ``opener()``.
+    overwrite : bool, default=False
+        Replace a corpus already registered under that name (else a ValueError).
     """
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"corpus {name!r} is already registered; pass overwrite=True")

@@ -21,6 +21,17 @@ class ADRADetector(TransferDetector):
     frozen. It is the member ``loss="bce", regularizer=None, adapters=True`` of
     :class:`~skad_transfer.DeepADDetector`.
 
+    Parameters
+    ----------
+    backbone : str or Backbone, default="resnet26"
+        A :class:`~skad_transfer.nn.Backbone`: a name such as ``"resnet26"`` or ``"resnet50"``, or
+        an instance (a plain module has no 3x3 convolutions to adapt).
+    width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, weight_decay, \
+contamination, image_shape, device, precision, compile, checkpoint, validation_fraction, early_stopping, \
+n_iter_no_change, warm_start, jpeg_quality, match_outlier_exposure, match_histograms, anomaly_score, \
+random_state, verbose
+        As for :class:`ADIBDetector`.
+
     Attributes
     ----------
     network_ : Backbone

@@ -787,11 +787,29 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return self._score(self._validate_images(X, reset=False))
 
     def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers, positive for inliers."""
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like or tensor of images, in any form ``fit`` accepts.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
-        """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``."""
+        """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``.
+
+        Parameters
+        ----------
+        X : array-like or tensor of images, in any form ``fit`` accepts.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     @available_if(lambda self: self.uses_outlier_exposure)

@@ -26,6 +26,8 @@ from ..regularizers import REGULARIZER_PARAMETER_CONSTRAINTS
 from .base import Recipe, TransferDetector
 from .labels import check_novelty_labels
 
+# A baseline's Parameters: _SHARED_DOC, its own contamination entry, then _SHARED_TAIL (the order of
+# the signature, which tests/test_docstring_parameters.py checks).
 _SHARED_DOC = """
     regularizer : {"l2sp", "l2sp-ref", "ewc"} or None, default=None
         A pull toward theta0, as in :class:`~skad_transfer.DeepADDetector` (the paper's baselines
@@ -35,12 +37,18 @@ _SHARED_DOC = """
     ewc_lambda : float, default=400.0
         EWC's Fisher multiplier.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
-match_outlier_exposure, match_histograms, random_state, verbose
-        As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init.
+weight_decay
+        As for :class:`~skad_transfer.ADIBDetector`; ``weights=None`` trains from a random init."""
+
+_SHARED_TAIL = """
+    image_shape, device, precision, compile, checkpoint, validation_fraction, early_stopping, \
+n_iter_no_change, warm_start, jpeg_quality, match_outlier_exposure, match_histograms
+        As for :class:`~skad_transfer.ADIBDetector`.
     anomaly_score : {"auto", "loss", "loss+knn", "knn"}, default="auto"
         ``"auto"`` is the method's own score here (``"loss"``: the paper's baseline); the others as
-        for :class:`~skad_transfer.ADIBDetector`."""
+        for :class:`~skad_transfer.ADIBDetector`.
+    random_state, verbose
+        As for :class:`~skad_transfer.ADIBDetector`."""
 
 
 class _Baseline(TransferDetector):
@@ -119,7 +127,7 @@ class DSVDDDetector(_Baseline):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``: that fraction of the training images (of the held-out normal images with
         ``validation_fraction``) falls below the threshold; ``"auto"``
-        is 0.1, the soft-boundary radius of Ruff et al. at nu = 0.1.
+        is 0.1, the soft-boundary radius of Ruff et al. at nu = 0.1.""" + _SHARED_TAIL + """
 
     Attributes
     ----------
@@ -160,7 +168,7 @@ class HSCDetector(_Baseline):
         scale ``u`` of ``h`` refitted after training to minimise the HSC loss over normal and OE
         images (as for :class:`~skad_transfer.ADIBDetector`'s shift): ``-log(2) / u``. A float: that
         fraction of the training images (of the held-out normal images with ``validation_fraction``)
-        falls below the threshold.
+        falls below the threshold.""" + _SHARED_TAIL + """
 
     Attributes
     ----------
@@ -205,7 +213,7 @@ class DOCDetector(_Baseline):
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``: that fraction of the training images (of the held-out normal images with
         ``validation_fraction``) falls below the threshold; ``"auto"``
-        is 0.1 (no probabilistic boundary exists for a distance).
+        is 0.1 (no probabilistic boundary exists for a distance).""" + _SHARED_TAIL + """
 
     Attributes
     ----------
@@ -399,11 +407,31 @@ class KNNDetector(OutlierMixin, BaseEstimator):
         return self._score(validate_data(self, X, reset=False, dtype=[np.float64, np.float32]))
 
     def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers."""
+        """``score_samples(X) - offset_``: negative for outliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, e.g. :class:`~skad_transfer.LayerFeatures` output.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
-        """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``."""
+        """-1 for outliers and +1 for inliers, agreeing with ``decision_function(X) >= 0``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, e.g. :class:`~skad_transfer.LayerFeatures` output.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def __sklearn_tags__(self):

@@ -89,8 +89,7 @@ class DeepADDetector(TransferDetector):
     compactness_weight : float, default=0.1
         DOC's lambda, the weight of the compactness loss (Perera & Patel's 0.1); used by ``"doc"`` only.
     backbone, width, input_size, weights, outlier_exposure, steps, epochs, batch_size, lr, momentum, \
-weight_decay, image_shape, device, precision, checkpoint, jpeg_quality, \
-match_outlier_exposure, match_histograms, anomaly_score, random_state, verbose
+weight_decay
         As for :class:`~skad_transfer.ADIBDetector`. ``weights=None`` is the random-init ablation.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Sets ``offset_``. ``"auto"``: the model's own boundary where it has one, refitted after
@@ -100,6 +99,10 @@ match_outlier_exposure, match_histograms, anomaly_score, random_state, verbose
         have none, the 10% quantile of the training scores (Ruff et al.'s soft-boundary radius at
         nu = 0.1). A float: that fraction of the training images falls below the threshold (of the
         held-out normal images with ``validation_fraction``, as for the quantile of ``"auto"``).
+    image_shape, device, precision, compile, checkpoint, validation_fraction, early_stopping, \
+n_iter_no_change, warm_start, jpeg_quality, match_outlier_exposure, match_histograms, anomaly_score, \
+random_state, verbose
+        As for :class:`~skad_transfer.ADIBDetector`.
 
     Attributes
     ----------
