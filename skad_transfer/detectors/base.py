@@ -373,9 +373,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             Normal training images: (N, H, W, C), (N, C, H, W), (N, H, W) or flattened (N, C*H*W);
             uint8 0..255 or float 0..1 (the input rules: ``docs/design.md``, "Input rules").
         y : None, array-like of shape (N,), image batch, or corpus specification
-            scikit-learn's second argument. 1-D labels, +1 normal and -1 anomaly (nothing else: 0/1,
-            booleans or NaN are an error), select the normal rows to train on, which is how
-            ``GridSearchCV(..., scoring="roc_auc")`` runs the novelty protocol fold by fold. An array
+            scikit-learn's second argument. 1-D labels, +1 normal and -1 anomaly, select the normal
+            rows to train on, which is how ``GridSearchCV(..., scoring="roc_auc")`` runs the novelty
+            protocol fold by fold; other numbers (class labels, PyOD's 0/1) are ignored with a
+            :class:`~skad_transfer.LabelsIgnoredWarning`, booleans and NaN are an error. An array
             or tensor of 2 or more dimensions, a corpus name or path, an ``OutlierCorpus`` or a
             map-style dataset is taken as the outlier-exposure corpus, so ``fit(X_normal, X_outlier)``
             works positionally. A single column ``(N, 1)``, a ``DataLoader`` or an iterator is an
@@ -405,34 +406,11 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         previous = ((self.network_, self.history_, self._fitted_recipe().loss)
                     if self.warm_start and hasattr(self, "network_") else None)
         X, y_outlier = self._split_fit_arguments(X, y)
-        if y_outlier is not None and X_outlier is not None:
-            raise ValueError("fit: the outlier-exposure corpus was given twice (as y and as X_outlier)")
-        outlier_spec = X_outlier if X_outlier is not None else y_outlier
-        if outlier_spec is None:
-            outlier_spec = self.outlier_exposure
-        if not self.uses_outlier_exposure:
-            outlier_spec = None
-        if outlier_spec is None and self.requires_outlier_exposure:
-            raise ValueError(
-                f"{type(self).__name__} needs an outlier-exposure corpus: pass it to fit "
-                f"(fit(X_normal, X_outlier)) or set outlier_exposure= to a corpus name, path or array"
-            )
-        corpus = None
-        if outlier_spec is not None:
-            corpus = resolve_corpus(outlier_spec, name="X_outlier" if outlier_spec is not self.outlier_exposure
-                                    else "outlier_exposure")
-
+        corpus = self._resolve_outlier_corpus(y_outlier, X_outlier)
         device = resolve_device(self.device)
         seed, fingerprint = self._seed_and_fingerprint(X, corpus)
         X, X_val, corpus, oe_val = self._hold_out(X, corpus, seed)
-        record = resolve_weights(self.weights, arch=self._backbone_arch())
-        # The fit's own generators, not torch's global one, which concurrent fits in threads share.
-        network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
-        _check_theta0_is_finite(network, "weights " + repr(record.name) if record is not None else "backbone")
-        self.weights_ = record
-        self.input_size_ = network.input_size if isinstance(network, Backbone) else (self.input_size or 32)
-        self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
-        self.std_ = tuple(record.std) if record is not None else CIFAR_STD
+        network = self._prepare_theta0(seed, device)
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
         outlier_shape = self.image_shape_ if self.match_outlier_exposure else None
         self.match_histograms_, self.intensity_separability_ = self._resolve_match_histograms(
@@ -446,6 +424,62 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
                 f"warm_start: the last fit trained loss={previous[2]!r} and this one would train loss={recipe.loss!r}; "
                 f"a warm start continues the same objective from where it stopped. Refit with warm_start=False"
             )
+        loss, context = self._train(network, recipe, data, seed, fingerprint, previous, X_val, oe_val, device)
+        network.eval()
+        loss.finish(network, context)
+        if loss.center is not None:
+            self.center_ = loss.center
+        else:
+            self.__dict__.pop("center_", None)  # a refit with another loss leaves no stale centre
+        self.network_ = network
+        self._fit_recipe = recipe  # what the network was trained for: what it scores with, what a warm start continues
+        self.device_ = device
+        self.n_iter_ = len(self.history_)
+        self._fit_score(X)
+        # Finite weights can still overflow in the forward pass (and the engine checks the loss
+        # before each step, not the model after the last one): score a batch of training images.
+        self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
+        self._set_offset(loss, X, X_val, data, oe_val, seed)
+        return self
+
+    def _resolve_outlier_corpus(self, y_outlier, X_outlier) -> OutlierCorpus | None:
+        """The fit's OE corpus: ``X_outlier=``, else an OE corpus given as ``y``, else the
+        ``outlier_exposure`` parameter; None for one-class detectors, an error where one is needed."""
+        if y_outlier is not None and X_outlier is not None:
+            raise ValueError("fit: the outlier-exposure corpus was given twice (as y and as X_outlier)")
+        outlier_spec = X_outlier if X_outlier is not None else y_outlier
+        if outlier_spec is None:
+            outlier_spec = self.outlier_exposure
+        if not self.uses_outlier_exposure:
+            outlier_spec = None
+        if outlier_spec is None and self.requires_outlier_exposure:
+            raise ValueError(
+                f"{type(self).__name__} needs an outlier-exposure corpus: pass it to fit "
+                f"(fit(X_normal, X_outlier)) or set outlier_exposure= to a corpus name, path or array"
+            )
+        if outlier_spec is None:
+            return None
+        return resolve_corpus(outlier_spec, name="X_outlier" if outlier_spec is not self.outlier_exposure
+                              else "outlier_exposure")
+
+    def _prepare_theta0(self, seed: int, device: torch.device) -> nn.Module:
+        """theta0 with a fresh head on ``device``, checked finite; records ``weights_``, ``input_size_``,
+        ``mean_`` and ``std_``."""
+        record = resolve_weights(self.weights, arch=self._backbone_arch())
+        # The fit's own generators, not torch's global one, which concurrent fits in threads share.
+        network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
+        _check_theta0_is_finite(network, "weights " + repr(record.name) if record is not None else "backbone")
+        self.weights_ = record
+        self.input_size_ = network.input_size if isinstance(network, Backbone) else (self.input_size or 32)
+        self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
+        self.std_ = tuple(record.std) if record is not None else CIFAR_STD
+        return network
+
+    def _train(self, network: nn.Module, recipe: Recipe, data: TrainingData, seed: int, fingerprint: str, previous,
+               X_val, oe_val, device: torch.device):
+        """Train ``network`` as ``recipe`` says (from the fitted weights with ``warm_start``), with
+        validation and early stopping when images are held out; records ``history_``,
+        ``best_epoch_`` and ``n_trainable_parameters_``. Returns the loss and its context."""
         loss = recipe.make_loss()
         loss.check_network(network)
         context = FitContext(data=data, mean=self.mean_, std=self.std_, precision=self.precision,
@@ -459,7 +493,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             self._continue_from(network, previous[0])
             if fingerprint:
                 fingerprint = engine_fingerprint(fingerprint, *previous[0].state_dict().values())
-
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, compile=self.compile,
@@ -479,20 +512,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             done = len(previous[1])
             self.history_ = [*previous[1], *({**h, "epoch": h["epoch"] + done} for h in self.history_)]
             self.best_epoch_ += done
-        network.eval()
-        loss.finish(network, context)
-        if loss.center is not None:
-            self.center_ = loss.center
-        else:
-            self.__dict__.pop("center_", None)  # a refit with another loss leaves no stale centre
-        self.network_ = network
-        self._fit_recipe = recipe  # what the network was trained for: what it scores with, what a warm start continues
-        self.device_ = device
-        self.n_iter_ = len(self.history_)
-        self._fit_score(X)
-        # Finite weights can still overflow in the forward pass (and the engine checks the loss
-        # before each step, not the model after the last one): score a batch of training images.
-        self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
+        return loss, context
+
+    def _set_offset(self, loss: Loss, X: torch.Tensor, X_val, data: TrainingData, oe_val, seed: int) -> None:
+        """``offset_`` (and ``score_calibration_``, ``n_validation_``) from the fitted detector's scores."""
         # Held-out normal images, when there are any, set the threshold: their scores are what new
         # normal images will score, while the training images' scores are those the network fitted.
         X_offset = X if X_val is None else X_val
@@ -509,7 +532,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         else:
             self.offset_ = float(np.percentile(normal_scores, 100.0 * self.contamination))
         self._check_finite(np.array([self.offset_]), "offset_")
-        return self
 
     def _outlier_scorer(self, data: TrainingData, oe_val, n: int, seed: int):
         """``outlier_scores()`` for :meth:`Loss.auto_offset`: scores of the held-out OE images (with
