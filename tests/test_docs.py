@@ -101,8 +101,8 @@ def test_docs_site_builds_without_a_warning(tmp_path, examples):
     for method in ("fit", "score_samples", "decision_function", "predict", "get_params", "set_params"):
         assert f'id="skad_transfer.ADIBDetector.{method}"' in reference
     listed = methods_table(reference)
-    assert set(listed) == {"decision_function", "fit", "fit_predict", "get_params", "predict", "score_samples",
-                           "set_params"}, listed
+    assert set(listed) == {"decision_function", "fit", "fit_predict", "get_params", "predict", "predict_proba",
+                           "score_samples", "set_params"}, listed
     for page in ("skad_transfer.ResNet26.html", "skad_transfer.nn.TorchvisionResNet.html",
                  "skad_transfer.LayerFeatures.html", "skad_transfer.KNNDetector.html"):
         listed = methods_table((html / "generated" / page).read_text())

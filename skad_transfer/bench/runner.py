@@ -299,11 +299,42 @@ def _versions(device: str) -> dict:
     except Exception:  # noqa: BLE001 - informative only
         pass
     info = {"python": platform.python_version(), "torch": torch.__version__, "sklearn": sklearn.__version__,
-            "numpy": np.__version__, "skad_transfer": __version__, "device": resolved,
-            "platform": platform.platform()}
+            "numpy": np.__version__, "skad_transfer": __version__, "commit": _commit(), "device": resolved,
+            "threads": torch.get_num_threads(), "platform": platform.platform()}
     if resolved.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(resolved))
     return info
+
+
+def _commit() -> str | None:
+    """The git commit the package runs from ("+dirty" with uncommitted changes to tracked files);
+    None outside a git checkout (an installed wheel)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _training_precision(estimator, device: str) -> str | None:
+    """The precision a deep estimator's ``precision`` parameter resolves to on ``device``; None for others."""
+    precision = getattr(estimator, "precision", None)
+    if precision is None:
+        return None
+    try:
+        from ..engine import Precision, resolve_device
+
+        return Precision.resolve(resolve_device(device), precision).name
+    except Exception:  # noqa: BLE001 - informative only
+        return str(precision)
 
 
 def _fit(estimator, split: Split, data_root=None):
@@ -400,7 +431,9 @@ def execute(task: Task, store, *, device: str | None = None, skip_existing: bool
               "params": _params(estimator), "metrics": {"auc": auc, "ap": ap},
               "n_normal": config["n_normal"], "n_test": config["n_test"], "n_anomalies": int(anomaly.sum()),
               "timing": {"fit_seconds": t1 - t0, "score_seconds": t2 - t1},
-              "versions": _versions(settings["device"]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "versions": {**_versions(settings["device"]),
+                           "training_precision": _training_precision(estimator, settings["device"])},
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     features = _test_features(estimator, task.split.X_test, settings["device"]) if save_features else None
     store.write(record, scores=scores, labels=labels, features=features)
     return record

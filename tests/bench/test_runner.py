@@ -51,7 +51,15 @@ def test_grid_store_metrics_and_rerun(split, tmp_path, monkeypatch):
         stored = json.loads(path.read_text())
         assert stored["protocol"] == "interventions" and stored["split"] == "color->blue"
         assert stored["config"]["settings"]["epochs"] == 1 and "device" not in stored["config"]["settings"]
-        assert {"python", "torch", "sklearn", "skad_transfer", "device"} <= set(stored["versions"])
+        assert {"python", "torch", "sklearn", "skad_transfer", "device", "commit", "threads"} <= set(stored["versions"])
+        # Provenance: the thread count the run had, and what precision a deep method trained in.
+        import torch
+
+        from skad_transfer.engine import Precision, resolve_device
+
+        assert stored["versions"]["threads"] == torch.get_num_threads()
+        trained = Precision.resolve(resolve_device("cpu"), record["params"].get("precision", "auto")).name
+        assert stored["versions"]["training_precision"] == (None if record["method"] == "knn" else trained)
         assert stored["timing"] == record["timing"]
         assert stored["timing"]["fit_seconds"] > 0 and stored["timing"]["score_seconds"] > 0
         data = np.load(path.with_suffix(".npz"))
