@@ -114,10 +114,9 @@ def _jpeg_roundtrip_one(image: np.ndarray, quality: int) -> np.ndarray:
 
     Pillow, which torchvision already depends on, rather than torchvision's ``encode_jpeg`` /
     ``decode_jpeg`` (deprecated since torchvision 0.29): both wrap libjpeg-turbo with the same
-    settings, and the round trips were bitwise equal on 10,000 CIFAR-10 and Tiny-ImageNet-32 images
-    at qualities 30, 75 and 90, in colour and in luma (``docs/design.md``), so every stored result
-    and pinned score stands. TorchCodec, torchvision's suggested successor, needs FFmpeg's shared
-    libraries on the machine; simplejpeg is 7x faster but decodes differently (up to 18 grey levels).
+    settings, and the round trips are bitwise equal (``docs/design.md``, "The codec"), so every stored
+    result and pinned score stands. TorchCodec, torchvision's suggested successor, makes the same
+    pixels but pins torch versions without declaring them; simplejpeg decodes differently.
     """
     from PIL import Image
 
