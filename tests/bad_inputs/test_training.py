@@ -85,20 +85,25 @@ def test_a_diverging_fit_raises_instead_of_returning_nan_scores(Detector, data):
         check_is_fitted(det)
 
 
+def train_one_step(network, objective):
+    """One SGD step (lr 0.5, float32) of ``objective`` on 8 random normal and 8 random OE images."""
+    rng = np.random.default_rng(0)
+    normal = torch.from_numpy(rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8))
+    corpus = OutlierCorpus(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    settings = TrainSettings(steps=1, batch_size=16, lr=0.5, precision="float32")
+    train(network, TrainingData(normal, corpus, torch.device("cpu"), 32), objective, list(network.parameters()),
+          settings, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
 def test_the_engine_checks_the_weights_after_the_last_step():
     # A finite loss (sqrt(0) = 0) whose gradient is nan (d sqrt / dx at 0 is inf, times 0): the
     # loss check before each step cannot see it, the weights after the step can.
     def nan_gradient(network, x_normal, x_outlier):
         return oe_bce_objective(network, x_normal, x_outlier) + (0 * network.linears.bias).abs().sqrt().sum()
 
-    rng = np.random.default_rng(0)
-    normal = torch.from_numpy(rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8))
-    corpus = OutlierCorpus(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
     network = resnet26(width=4, generator=torch.Generator().manual_seed(0))
-    settings = TrainSettings(steps=1, batch_size=16, lr=0.5, precision="float32")
     with pytest.raises(TrainingDivergedError, match=r"linears\.bias.*non-finite.*epoch 1 \(lr=0\.5\); lower lr"):
-        train(network, TrainingData(normal, corpus, torch.device("cpu"), 32), nan_gradient,
-              list(network.parameters()), settings, mean=(0.5,) * 3, std=(0.25,) * 3)
+        train_one_step(network, nan_gradient)
 
 
 def _nan_gradient_in_one_weight(network):
@@ -121,14 +126,9 @@ def test_the_weight_check_finds_one_non_finite_entry_among_finite_ones(spoil, na
     def objective(network, x_normal, x_outlier):
         return oe_bce_objective(network, x_normal, x_outlier) + spoil(network)
 
-    rng = np.random.default_rng(0)
-    normal = torch.from_numpy(rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8))
-    corpus = OutlierCorpus(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
     network = resnet26(width=4, generator=torch.Generator().manual_seed(0))
-    settings = TrainSettings(steps=1, batch_size=16, lr=0.5, precision="float32")
     with pytest.raises(TrainingDivergedError, match=rf"{name} of the network became non-finite.*epoch 1 \(lr=0\.5\)"):
-        train(network, TrainingData(normal, corpus, torch.device("cpu"), 32), objective,
-              list(network.parameters()), settings, mean=(0.5,) * 3, std=(0.25,) * 3)
+        train_one_step(network, objective)
     spoiled = dict([*network.named_parameters(), *network.named_buffers()])[name.replace("\\", "")]
     assert (~torch.isfinite(spoiled)).sum() == 1 and spoiled.numel() == 16  # one bad entry among finite ones
 
