@@ -1,4 +1,4 @@
-"""benchmarks/device_suite.py --smoke: the GPU session's script runs end to end (on the CPU, tiny sizes)."""
+"""benchmarks/speed/device_suite.py --smoke: the GPU session's script runs end to end (on the CPU, tiny sizes)."""
 
 import json
 import os
@@ -13,10 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_device_suite_smoke_writes_every_measurement(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SKAD_REFLOOP"}
     env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_suite.py"), "--smoke", "--out",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed" / "device_suite.py"), "--smoke", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "device_suite.json").read_text())
+    # The provenance record of benchmarks/common: commit, versions, device, precisions, threads.
+    record = result["provenance"]
+    assert record["device"] == "cpu" and record["threads"] == 1 and record["gpu"] is None
+    assert set(record["versions"]) == {"skad_transfer", "torch", "torchvision", "numpy", "scikit-learn", "python"}
+    assert record["precision"][-1] == "float32" and "commit" in record and record["date"]
     engine = [e for e in result["training"] if e["loop"] == "engine"]
     assert engine and all(e["images_per_second"] > 0 for e in engine)
     # A whole ADIBDetector.fit (penalty, JPEG round trip, harmonisation) is measured beside the engine,

@@ -1,5 +1,6 @@
-"""benchmarks/engine_speed.py runs end to end at a tiny width, with its steadiness and FLOP figures."""
+"""benchmarks/speed/engine_speed.py runs end to end at a tiny width, with its steadiness and FLOP figures."""
 
+import json
 import os
 import re
 import subprocess
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "engine_speed.py"
+SCRIPT = ROOT / "benchmarks" / "speed" / "engine_speed.py"
 
 
 def run(*args):
@@ -19,6 +20,8 @@ def test_repeats_print_each_run_and_the_spread():
     done = run("--width", "4", "--steps", "1", "--scoring-only", "--repeats", "2", "--peak-gflops", "100")
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
+    provenance = json.loads(out.splitlines()[0].removeprefix("provenance: "))  # benchmarks/common's record
+    assert provenance["precision"][0] == "float32" and provenance["threads"] == 1
     gflop = float(re.search(r"width 4 \(([\d.]+) GFLOP per training image\)", out).group(1))
     assert 0.01 < gflop < 0.05  # width 4 at 32x32: 0.021 (fwd 1x, bwd 2x the forward's convolutions)
     assert out.count("engine training, precision=float32") == 2 and "run 2 of 2" in out

@@ -32,8 +32,9 @@ def test_cifar10_and_tiny_imagenet_load_with_their_layouts():
 
 
 def test_embedded_theta0_beats_random_init_with_knn_on_cifar10():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "knn_prior.py"), "--data", str(DATA),
-                           "--classes", "0", "8", "--n-train", "500"], capture_output=True, text=True, timeout=1800)
+    script = ROOT / "benchmarks" / "accuracy" / "knn_prior.py"
+    done = subprocess.run([sys.executable, str(script), "--data", str(DATA), "--classes", "0", "8",
+                           "--n-train", "500"], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.startswith(("theta0 ", "random"))}
     assert float(lines["theta0"][-1]) > float(lines["random"][-1]) + 0.05

@@ -1,7 +1,7 @@
 """Memory and time against corpus size: fits with OE corpora of 10**4 .. 10**9 items, and scoring
 (``score_samples``, ``LayerFeatures.transform``) streamed over memory-mapped image files.
 
-    python benchmarks/corpus_scale.py [--fit-sizes 1e4 1e6 1e8 1e9] [--repeats 3]
+    python benchmarks/speed/corpus_scale.py [--fit-sizes 1e4 1e6 1e8 1e9] [--repeats 3]
                                       [--score-sizes 1e4 1e5 1e6] [--workdir DIR] [--out corpus_scale.json]
 
 Each measurement runs in a fresh process (so that one's memory never counts in another's), with
@@ -19,6 +19,9 @@ shows is the memory a fit or a scoring pass itself takes.
 * score: a width-8 detector fitted for two steps scores a ``.npy`` memory map of N random
   32x32x3 uint8 images (written once into ``--workdir``: 3 GB at 10**6), and ``LayerFeatures``
   (width 8, random init, the pooled layer) transforms it. ``img_per_s`` is N over the call's time.
+
+``--out`` writes ``{"provenance": ..., "rows": [...], ...}`` (the record of ``benchmarks/common``,
+threads = 1, the measurements' own); the stored ``results/corpus_scale/`` predates the record.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ import json
 import multiprocessing
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance  # noqa: E402
 
 STEPS = 40
 
@@ -188,7 +195,8 @@ def main(argv=None) -> None:
                   else f"{row['img_per_s']:.0f} img/s")
         print(f"| {row['what']} | {row['n']:.0e} | {row['peak_anon_mb']:.0f} | {timing} |")
     if args.out:
-        args.out.write_text(json.dumps({"rows": rows, "machine": platform.processor() or platform.machine(),
+        args.out.write_text(json.dumps({"provenance": provenance("cpu", "float32", threads=1), "rows": rows,
+                                        "machine": platform.processor() or platform.machine(),
                                         "cpus": os.cpu_count()}, indent=1))
 
 

@@ -3,7 +3,7 @@
 same pixels?, round trips per second, and the training throughput of a short default ADIB fit with
 Pillow and with torchvision's codec, per precision.
 
-    python benchmarks/jpeg_codec.py --data DATA_DIR --out benchmarks/results/jpeg_codec.json
+    python benchmarks/speed/jpeg_codec.py --data DATA_DIR --out benchmarks/results/jpeg_codec.json
 
 DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``. Pixels are compared with
 torchvision's on 4,000 CIFAR-10 test and 4,000 Tiny-ImageNet-32 training images, in colour and in
@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance  # noqa: E402
 
 
 def torchvision_roundtrip(images: torch.Tensor, quality, *, name: str = "jpeg_quality") -> torch.Tensor:
@@ -73,13 +77,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/jpeg_codec.json"))
     args = parser.parse_args(argv)
 
-    import skad_transfer.detectors.base as base
-    import skad_transfer.engine as engine
+    import skad_transfer.data.fitdata as fitdata
+    import skad_transfer.detectors.validation as validation
+    import skad_transfer.inference as inference
     from skad_transfer import ADIBDetector
     from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
     from skad_transfer.data.harmonize import jpeg_roundtrip
-
-    from dev_suite import environment
 
     X, y, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="train")
     X_test, _, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")
@@ -97,7 +100,7 @@ def main(argv=None) -> None:
             codecs[name] = function
         except ImportError:
             print(f"{name} is not installed: left out", flush=True)
-    result = {"environment": environment("auto"), "roundtrip": {"threads": 1}, "fits": []}  # fits: all threads
+    result = {"provenance": provenance("auto", args.precision), "roundtrip": {"threads": 1}, "fits": []}  # fits: all threads
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     for name, function in codecs.items():
@@ -114,14 +117,15 @@ def main(argv=None) -> None:
     normal = np.asarray(X[np.asarray(y) == 0])
     for precision in args.precision:
         for name, function in codecs.items():
-            engine.jpeg_roundtrip, base.jpeg_roundtrip = function, function
+            # Every module that makes the round trip in a fit: training data, scoring, validation.
+            fitdata.jpeg_roundtrip = inference.jpeg_roundtrip = validation.jpeg_roundtrip = function
             try:
                 det = ADIBDetector(steps=args.steps, precision=precision, random_state=0, verbose=False)
                 started = time.perf_counter()
                 det.fit(normal, oe)
                 fit_s = time.perf_counter() - started
             finally:
-                engine.jpeg_roundtrip = base.jpeg_roundtrip = jpeg_roundtrip
+                fitdata.jpeg_roundtrip = inference.jpeg_roundtrip = validation.jpeg_roundtrip = jpeg_roundtrip
             train_s = sum(h["seconds"] for h in det.history_)
             images = sum(h["images_per_second"] * h["seconds"] for h in det.history_)
             row = {"codec": name, "precision": precision, "steps": args.steps, "fit_seconds": round(fit_s, 2),

@@ -1,6 +1,6 @@
 """Operators dispatched per training step of ``ADIBDetector.fit``, with and without the L2-SP penalty.
 
-    python benchmarks/step_ops.py
+    python benchmarks/speed/step_ops.py
 
 On a GPU a step of 128 small images is bound by kernel launches, not arithmetic (the device suite's
 width-16 and width-64 engines ran at the same img/s), so the operator count per step is what a
@@ -13,11 +13,16 @@ per tensor; on CUDA they run as a few multi-tensor kernels.
 from __future__ import annotations
 
 import collections
+import sys
+from pathlib import Path
 
 import numpy as np
 from torch.profiler import ProfilerActivity, profile
 
-from skad_transfer import ADIBDetector
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
+
+from skad_transfer import ADIBDetector  # noqa: E402
 
 
 def leaf_operators(steps: int, **params) -> collections.Counter:
@@ -37,6 +42,7 @@ def per_step(**params) -> collections.Counter:
 
 
 def main() -> None:
+    print_provenance("auto", "auto")
     with_penalty, without = per_step(), per_step(alpha=0.0)
     print(f"leaf operators per step: ADIB defaults {sum(with_penalty.values()):.0f}, "
           f"alpha=0 (no penalty) {sum(without.values()):.0f}")

@@ -1,19 +1,24 @@
 """``oe_separability_`` on the development suite: how well theta0's features alone tell each kind's
 normal images from the Tiny-ImageNet-32 OE corpus, as ``fit`` measures it (issue 25, goal 6).
 
-    python benchmarks/oe_separability.py --data DATA_DIR --out benchmarks/results/dev_suite/oe_separability.json
+    python benchmarks/studies/oe_separability.py --data DATA_DIR --out benchmarks/results/dev_suite/oe_separability.json
 
 Each task is fitted for one step with the defaults (the measurement happens before training) and its
 ``oe_separability_`` recorded; the threshold :data:`skad_transfer.scoring.OE_SEPARABILITY_THRESHOLD`
 at which ``fit`` warns was set between the suite's natural photographs and its far-OE kinds.
+``--out`` holds ``{"provenance": ..., "rows": [...]}`` (the record of ``benchmarks/common``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance, with_provenance  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -25,8 +30,6 @@ def main(argv=None) -> None:
 
     from skad_transfer import ADIBDetector, OutlierExposureWarning
     from skad_transfer.bench.devsuite import KINDS, load_outlier_exposure, make_task
-
-    from dev_suite import environment
 
     corpus = load_outlier_exposure(args.data)
     rows = []
@@ -42,7 +45,7 @@ def main(argv=None) -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"environment": environment("auto"), "rows": rows}, indent=1) + "\n")
+    args.out.write_text(json.dumps(with_provenance(rows, provenance("auto", "auto")), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """First (decode) and second (cached memmap) load times of the real datasets.
 
-    python benchmarks/data_loading.py --data DATA_DIR [--cache-dir /tmp/skad_bench_cache]
+    python benchmarks/speed/data_loading.py --data DATA_DIR [--cache-dir /tmp/skad_bench_cache]
 
 ``DATA_DIR`` is the folder holding ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``.
 
@@ -9,10 +9,14 @@ The cache directory is emptied first, so the first load decodes every JPEG.
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
+
+from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet  # noqa: E402
 
 
 def timed(function, *args, **kwargs):
@@ -27,6 +31,7 @@ def main() -> None:
                         help="folder holding cifar10-jpg.zip and tiny-imagenet-32.zip")
     parser.add_argument("--cache-dir", default="/tmp/skad_bench_cache")
     args = parser.parse_args()
+    print_provenance("cpu")
     cache = Path(args.cache_dir)
     shutil.rmtree(cache, ignore_errors=True)
     data = Path(args.data)

@@ -1,6 +1,6 @@
 """The device benchmark: everything a GPU session should measure, in one command of a few minutes.
 
-    python benchmarks/device_suite.py --out OUT_DIR [--refloop REFLOOP] [--device cuda] [--smoke]
+    python benchmarks/speed/device_suite.py --out OUT_DIR [--refloop REFLOOP] [--device cuda] [--smoke]
 
 Writes ``OUT_DIR/device_suite.json`` and ``OUT_DIR/device_suite.md`` with:
 
@@ -17,7 +17,8 @@ Writes ``OUT_DIR/device_suite.json`` and ``OUT_DIR/device_suite.md`` with:
   64) from the best width-64 throughput of a whole fit;
 * scoring time for 10,000 images at widths 16 and 64 (``score_samples``' path: padded batches, autocast);
 * pretraining throughput (``pretrain``, width 16, random labelled images);
-* peak GPU memory of each measurement.
+* peak GPU memory of each measurement;
+* the provenance record (commit, versions, device, precisions, threads: ``benchmarks/common``).
 
 Every line states its precision. ``--smoke`` runs the same code on the CPU at tiny sizes (width 4, a
 few steps, 256 scored images, no ``torch.compile``) in seconds: the test suite runs it so that the
@@ -39,11 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance  # noqa: E402
+from common.throughput import engine_images_per_second, refloop_images_per_second  # noqa: E402
 
-from engine_speed import engine_images_per_second, refloop_images_per_second  # noqa: E402
-
-from skad_transfer.engine import Precision, apply_batched, resolve_device  # noqa: E402
+from skad_transfer.device import Precision, resolve_device  # noqa: E402
+from skad_transfer.inference import apply_batched  # noqa: E402
 from skad_transfer.nn import resnet26  # noqa: E402
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -69,7 +71,7 @@ def _sync(device: torch.device) -> None:
 def train_throughput(width: int, steps: int, precision: str, compiled: bool, device: torch.device) -> dict:
     """img/s of the engine over ``steps`` steps of 64 normal + 64 OE images, after 2 warm-up steps
     (with ``compile=True``, the detectors' ``torch.compile`` path, 5: compilation happens in the
-    first ones); :func:`engine_speed.engine_images_per_second` with the peak GPU memory."""
+    first ones); :func:`common.throughput.engine_images_per_second` with the peak GPU memory."""
     _peak_memory_reset(device)
     run = engine_images_per_second(width, steps, precision, device, compiled=compiled)
     return {"images_per_second": run.images_per_second, "peak_memory_mib": _peak_memory_mib(device)}
@@ -137,7 +139,8 @@ def run_suite(device: torch.device, *, smoke: bool, refloop: str | None, steps: 
     # "reduce-overhead" differs from the default mode only where there are CUDA graphs.
     compile_modes = (False,) if smoke else (False, True, "reduce-overhead") if device.type == "cuda" else (False, True)
     fit_modes = (False, "reduce-overhead") if device.type == "cuda" else (False,)
-    result = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    result = {"provenance": provenance(device, list(dict.fromkeys((auto, "float32")))),
+              "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "auto_precision": auto, "smoke": smoke, "steps": steps,
               "training": [], "scoring": [], "paper_fit_projection": None, "pretraining": None}
@@ -176,7 +179,8 @@ def run_suite(device: torch.device, *, smoke: bool, refloop: str | None, steps: 
 
 def markdown(result: dict) -> str:
     lines = [f"Device suite on {result['gpu'] or result['cpu']} ({result['device']}), torch {result['torch']}, "
-             f"{result['threads']} CPU threads, auto precision = {result['auto_precision']}"
+             f"{result['threads']} CPU threads, auto precision = {result['auto_precision']}, "
+             f"commit {result.get('provenance', {}).get('commit')}"
              + (" (SMOKE: tiny sizes, not a measurement)" if result["smoke"] else ""), "",
              "| width | loop | precision | torch.compile | img/s | vs reference | peak GPU MiB |", "|---|---|---|---|---|---|---|"]
     reference = {e["width"]: e.get("images_per_second") for e in result["training"] if e["loop"].startswith("reference")}

@@ -1,7 +1,7 @@
 """The development suite (issue 25): kNN-AD, the OC-SVM probe, ADIB and ADRA on five kinds of data.
 
-    python benchmarks/dev_suite.py --data DATA_DIR --out benchmarks/results/dev_suite/suite.jsonl
-    python benchmarks/dev_suite.py --table benchmarks/results/dev_suite/suite.jsonl
+    python benchmarks/studies/dev_suite.py --data DATA_DIR --out benchmarks/results/dev_suite/suite.jsonl
+    python benchmarks/studies/dev_suite.py --table benchmarks/results/dev_suite/suite.jsonl
 
 DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``. The kinds and their splits are
 :mod:`skad_transfer.bench.devsuite` (CIFAR-10's training split only, rendered glyphs, shapes and
@@ -15,8 +15,9 @@ computed from the same fits: the logit alone, kNN on the fitted network's pooled
 standardised sums, and the frozen theta0's kNN (kNN-AD, the baseline) and OC-SVM probe. Each line of
 ``--out`` is one (kind, class, seed, method) with its AUC (anomaly = positive class) per score and
 the fit's seconds; a finished one is skipped, so an interrupted run resumes. ``--table`` prints the
-suite's table (mean AUC per kind) from a results file. The first line of ``--out`` records the
-commit, versions, CPU, precision and threads.
+suite's table (mean AUC per kind) from a results file. Each invocation first appends a line
+``{"provenance": ...}`` to ``--out`` (commit, versions, device, CPU, precision, threads:
+``benchmarks/common``; lines written before it say ``"environment": true``).
 """
 
 from __future__ import annotations
@@ -24,40 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import PROVENANCE_KEY, is_provenance, provenance  # noqa: E402
+
 METHODS = ("knn", "ocsvm", "adib", "adra")
-
-
-def environment(precision: str) -> dict:
-    import sklearn
-    import torch
-
-    import skad_transfer
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                    text=True, cwd=Path(__file__).parent).stdout.strip())
-    except OSError:
-        commit, dirty = "", False
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    from skad_transfer.engine import Precision, resolve_device
-
-    return {"environment": True, "commit": commit + ("+dirty" if dirty else ""),
-            "skad_transfer": skad_transfer.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
-            "python": platform.python_version(), "cpu": cpu, "threads": torch.get_num_threads(),
-            "device": str(resolve_device("auto")),
-            "training_precision": Precision.resolve(resolve_device("auto"), precision).name,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def leave_one_out_knn(train: np.ndarray, queries: np.ndarray | None, k: int = 2):
@@ -139,10 +116,10 @@ def run(args) -> None:
     if args.out.exists():
         for line in args.out.read_text().splitlines():
             record = json.loads(line)
-            if not record.get("environment"):
+            if not is_provenance(record):
                 done.add((record["kind"], record["class"], record["seed"], record["method"]))
     with args.out.open("a") as handle:
-        handle.write(json.dumps(environment(args.precision)) + "\n")
+        handle.write(json.dumps({PROVENANCE_KEY: provenance("auto", args.precision)}) + "\n")
     corpus = load_outlier_exposure(args.data)
     for kind in args.kinds:
         for c in args.classes:
@@ -168,7 +145,7 @@ def run(args) -> None:
 
 
 def load(path: Path) -> list[dict]:
-    return [r for r in map(json.loads, path.read_text().splitlines()) if not r.get("environment")]
+    return [r for r in map(json.loads, path.read_text().splitlines()) if not is_provenance(r)]
 
 
 def table(path: Path, score: str = "default") -> str:

@@ -1,8 +1,10 @@
 """Is contamination="auto" a usable threshold after any fit? The fixed boundary vs the refitted one.
 
-    OMP_NUM_THREADS=1 python benchmarks/auto_threshold.py [--data DATA_DIR] [--classes 0 3] [--steps 40 1500] [--out rows.json]
+    OMP_NUM_THREADS=1 python benchmarks/accuracy/auto_threshold.py [--data DATA_DIR] [--classes 0 3] [--steps 40 1500] [--out rows.json]
 
-(The stored rows ran on one torch thread: short bf16 fits differ with the thread count.)
+(The stored rows ran on one torch thread: short bf16 fits differ with the thread count.) ``--out``
+writes ``{"provenance": ..., "rows": [...]}`` (the record of ``benchmarks/common``: its thread count
+and ``OMP_NUM_THREADS`` among the rest); the stored ``results/auto_threshold*.json`` predate it (rows only).
 
 ``"auto"`` was the loss's fixed boundary: logit 0 for ADIB (eq. (1)), anomaly probability
 ``1 - exp(-h) = 1/2`` (``h = log 2``) for HSC. It is now that boundary with the last free parameter
@@ -24,14 +26,18 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from skad_transfer import ADIBDetector, HSCDetector
-from skad_transfer.data.synthetic import make_intervention_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance, with_provenance  # noqa: E402
+
+from skad_transfer import ADIBDetector, HSCDetector  # noqa: E402
+from skad_transfer.data.synthetic import make_intervention_task  # noqa: E402
 
 FIXED_BOUNDARY = {"ADIBDetector": 0.0, "HSCDetector": -math.log(2.0)}  # the former "auto" offset_
 
@@ -111,7 +117,7 @@ def main() -> None:
         print(f"| {r['case']} | {r['detector']} | " + " | ".join(f"{v:.1f}" for v in cells)
               + f" | {100 * r['best_balanced_accuracy']:.1f} |")
     if args.out is not None:
-        args.out.write_text(json.dumps(rows, indent=1))
+        args.out.write_text(json.dumps(with_provenance(rows, provenance("auto", "auto")), indent=1))
 
 
 if __name__ == "__main__":

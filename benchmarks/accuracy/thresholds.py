@@ -1,6 +1,6 @@
 """Do thresholds mean what they say? Requested vs measured false-alarm rate, CIFAR-10 one-vs-rest.
 
-    python benchmarks/thresholds.py --data DATA_DIR [--classes 0 3 8] [--seed 0] [--out thresholds.json]
+    python benchmarks/accuracy/thresholds.py --data DATA_DIR [--classes 0 3 8] [--seed 0] [--out thresholds.json]
 
 For each normal class, one ADIBDetector fit with the library's defaults plus
 ``validation_fraction=0.1`` (all 5,000 training images of the class, 500 of them held out; OE =
@@ -13,20 +13,26 @@ contamination ``c`` is set by two rules:
 
 The measured false-alarm rate is the fraction of the class's 1,000 CIFAR-10 *test* images that the
 threshold calls anomalous; a rule means what it says when that is ``c``. ``DATA_DIR`` holds
-``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip`` (or set ``$SKAD_TRANSFER_DATA``).
+``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip`` (or set ``$SKAD_TRANSFER_DATA``). ``--out`` writes
+``{"provenance": ..., "rows": [...]}`` (the record of ``benchmarks/common``); the stored
+``results/thresholds_cifar10.json`` predates it (rows only).
 """
 
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from skad_transfer import ADIBDetector
-from skad_transfer.bench import load_benchmark_data, one_vs_rest
-from skad_transfer.data.corpora import resolve_corpus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance, with_provenance  # noqa: E402
+
+from skad_transfer import ADIBDetector  # noqa: E402
+from skad_transfer.bench import load_benchmark_data, one_vs_rest  # noqa: E402
+from skad_transfer.data.corpora import resolve_corpus  # noqa: E402
 
 CONTAMINATIONS = (0.05, 0.1)
 
@@ -74,7 +80,7 @@ def main() -> None:
             mean = np.mean([r["false_alarm_rate"] for r in rows if r["requested"] == contamination and r["rule"] == rule])
             print(f"mean false-alarm rate at {100 * contamination:.0f}% requested, {rule}: {100 * mean:.1f}%")
     if args.out is not None:
-        args.out.write_text(json.dumps(rows, indent=1))
+        args.out.write_text(json.dumps(with_provenance(rows, provenance("auto", "auto")), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What channels_last costs in float32 accuracy on the CPU, against a float64 reference.
 
-    python benchmarks/channels_last_numerics.py
+    python benchmarks/speed/channels_last_numerics.py
 
 Two tables, NCHW beside channels_last (the engine's layout on every device since issue 13):
 
@@ -16,11 +16,16 @@ Two tables, NCHW beside channels_last (the engine's layout on every device since
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from skad_transfer.nn import resnet26
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
+
+from skad_transfer.nn import resnet26  # noqa: E402
 
 CHANNELS_LAST = torch.channels_last
 SEEDS = 8
@@ -53,6 +58,7 @@ def gradient_error(width: int, seed: int, channels_last: bool) -> float:
 
 
 def main() -> None:
+    print_provenance("cpu", "float32")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 against float64")
     print("\n| BatchNorm input mean/std | NCHW max error | channels_last max error |\n|---:|---:|---:|")
     for shift in (0.0, 1.0, 10.0, 100.0):

@@ -1,6 +1,6 @@
 """Which fine-tuning levers make ADIB beat kNN on its own theta0: the development protocol.
 
-    python benchmarks/dev_levers.py --data DATA_DIR --device cuda --workers 8 --out dev_levers.jsonl
+    python benchmarks/archive/dev_levers.py --data DATA_DIR --device cuda --workers 8 --out dev_levers.jsonl
 
 DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``. The protocol never touches the
 CIFAR-10 test set: per class, training images 0..3999 (position within the class) are the normal
@@ -17,6 +17,9 @@ and checked with the library itself (``docs/design.md``); results of the run beh
 
 ``oejpeg75`` re-encodes the OE corpus once as JPEG quality 75 (the library's ``jpeg_quality=75``
 re-encodes normal, OE and scored images alike; see :mod:`skad_transfer.data.harmonize`).
+
+Archived (``benchmarks/README.md``, "Archive"): kept for the record, not maintained; it ran on the
+library of 00256d5 (its results came with it in 87dd7f7) and need not run against the current API.
 """
 import argparse, io, json, math, os, time, traceback
 import numpy as np

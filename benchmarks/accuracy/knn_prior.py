@@ -1,6 +1,6 @@
 """Does theta0 carry semantics? kNN on pooled features, CIFAR-10 one-vs-rest, theta0 vs random init.
 
-    python benchmarks/knn_prior.py --data DATA_DIR [--classes 0 1 3 8] [--n-train 2000] [--k 2]
+    python benchmarks/accuracy/knn_prior.py --data DATA_DIR [--classes 0 1 3 8] [--n-train 2000] [--k 2]
 
 For each normal class: features of ``n_train`` training images of that class (pooled ResNet26
 features, un-augmented), kNN-AD score (mean distance to the k nearest) of all 10,000 test images,
@@ -9,15 +9,19 @@ AUC with the class as normal. Same network shape, two initialisations: the embed
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from skad_transfer import KNNDetector, LayerFeatures
-from skad_transfer.data.datasets import load_image_folder
-from skad_transfer.weights import resolve_weights
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
+
+from skad_transfer import KNNDetector, LayerFeatures  # noqa: E402
+from skad_transfer.data.datasets import load_image_folder  # noqa: E402
+from skad_transfer.weights import resolve_weights  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -30,6 +34,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=2)
     parser.add_argument("--weights", default="default")
     args = parser.parse_args()
+    print_provenance("auto", "auto")
     started = time.perf_counter()
     X_train, y_train, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="train")
     X_test, y_test, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")

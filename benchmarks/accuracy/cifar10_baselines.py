@@ -1,6 +1,6 @@
 """CIFAR-10 one-vs-rest AUC of ADIB, ADRA and the paper's baselines on one theta0 and one OE corpus.
 
-    python benchmarks/cifar10_baselines.py --data DATA_DIR --classes 0 3 8 --epochs 3 \
+    python benchmarks/accuracy/cifar10_baselines.py --data DATA_DIR --classes 0 3 8 --epochs 3 \
         [--out benchmarks/results/cifar10_baselines]
 
 Protocol (paper Table 5, at CPU scale): one class is normal (its 5,000 training images), all 10,000
@@ -10,14 +10,19 @@ ResNet26 width 16) and, where it uses outlier exposure, the same corpus: Tiny-Im
 split (``outlier_exposure="tinyimagenet"``, read from ``--data``, the folder holding
 ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``). Deep methods share the training
 engine and its settings (``--epochs``, lr 0.01, batch 64 + 64). Results go to a CSV and a markdown
-table under ``--out``; finished (method, class) cells are kept and skipped on a rerun.
+table under ``--out``; finished (method, class) cells are kept and skipped on a rerun. Each invocation
+that runs a cell first appends its provenance record (commit, versions, device, precision, threads:
+``benchmarks/common``) to ``--out``/``provenance.jsonl``; the stored ``results/cifar10_baselines/``
+predates it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +31,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import PROVENANCE_KEY, provenance  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -75,11 +83,16 @@ def main() -> None:
     factories = methods(args.weights, args.epochs, args.seed)
     chosen = args.methods or list(factories)
     started = time.perf_counter()
+    header = {PROVENANCE_KEY: provenance("auto", "auto", arguments=sys.argv[1:])}
     for c in args.classes:
         X_normal = np.asarray(X_train[y_train == c])
         for name in chosen:
             if (name, c) in done:
                 continue
+            if header is not None:  # one line per invocation that runs anything, before its first run
+                with open(out / "provenance.jsonl", "a") as handle:
+                    handle.write(json.dumps(header) + "\n")
+                header = None
             t0 = time.perf_counter()
             model = factories[name]().fit(X_normal)
             auc = roc_auc_score(y_test == c, model.score_samples(X_test))

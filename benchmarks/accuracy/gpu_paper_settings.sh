@@ -3,7 +3,7 @@
 # on Tiny-ImageNet-32, then CIFAR-10 one-vs-rest with ADIB (100 epochs, the library's defaults
 # otherwise) and kNN-AD on that theta0, into a result store.
 #
-#   benchmarks/gpu_paper_settings.sh [pretrain|bench|all] DATA WORK [CLASS_INDEX ...]
+#   benchmarks/accuracy/gpu_paper_settings.sh [pretrain|bench|all] DATA WORK [CLASS_INDEX ...]
 #
 # DATA holds tiny-imagenet-32.zip and cifar10-jpg.zip; WORK receives theta0-w$WIDTH.pth (and its
 # resumable checkpoint), the store WORK/store and its report. Each phase skips what WORK already

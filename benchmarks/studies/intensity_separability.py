@@ -1,24 +1,30 @@
 """How well luminance statistics alone separate normal from OE images, on the development protocols.
 
-    python benchmarks/intensity_separability.py --data DATA_DIR --out separability.json
+    python benchmarks/studies/intensity_separability.py --data DATA_DIR --out separability.json
 
 Prints, per normal class, :func:`skad_transfer.data.harmonize.intensity_separability` of the class's
 development training images against Tiny-ImageNet-32 training images (as ``match_histograms="auto"``
 measures it in ``fit``: up to 2,000 of each, the OE images brought to the normal images' resolution
 and channels first), for the CIFAR-10 development split in colour and as 8x8 luma, the rendered
-letters (``benchmarks/glyphs.py``), and the demo's synthetic intervention task; with ``--digits`` also the digits benchmark's classes (reported, not
+letters (``benchmarks/studies/glyphs.py``), and the demo's synthetic intervention task; with ``--digits`` also the digits benchmark's classes (reported, not
 used to choose anything). The threshold of
 ``"auto"`` (:data:`~skad_transfer.data.harmonize.INTENSITY_SEPARABILITY_THRESHOLD`) was set from
 these figures (``docs/design.md``). DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``.
+``--out`` writes ``{"provenance": ..., "rows": [...]}`` (the record of ``benchmarks/common``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import provenance, with_provenance  # noqa: E402
+from common.devsplit import dev_split, glyph_split, low_res  # noqa: E402
 
 
 def separability(normal: np.ndarray, oe: np.ndarray, shape, seed: int = 0) -> float:
@@ -31,8 +37,6 @@ def separability(normal: np.ndarray, oe: np.ndarray, shape, seed: int = 0) -> fl
 
 
 def main(argv=None) -> None:
-    from dev_defaults import dev_split, glyph_split, low_res
-
     from skad_transfer.data.synthetic import make_intervention_task
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,7 +72,7 @@ def main(argv=None) -> None:
                          "separability": separability(digits.X_train[digits.y_train == c], oe, (1, 8, 8))})
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+        args.out.write_text(json.dumps(with_provenance(rows, provenance("cpu")), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A small benchmark grid distributed over a local Dask cluster (joblib's dask backend).
 
-    python benchmarks/dask_grid.py [--workers 2] [--store /tmp/skad_dask_runs]
+    python benchmarks/speed/dask_grid.py [--workers 2] [--store /tmp/skad_dask_runs]
 
 Synthetic interventions (normal = red small circle), ADIB / ADRA / kNN x 2 seeds, embedded theta0,
 2 epochs; the cluster has ``--workers`` single-threaded worker processes. Point ``Client`` at a real
@@ -9,11 +9,16 @@ scheduler to run the same code on a cluster (the store must be on a shared file 
 
 import argparse
 import shutil
+import sys
 import time
+from pathlib import Path
 
 import joblib
 
-from skad_transfer.bench import format_summary, interventions, make_tasks, run_grid, summarize
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
+
+from skad_transfer.bench import format_summary, interventions, make_tasks, run_grid, summarize  # noqa: E402
 
 
 def main() -> None:
@@ -22,6 +27,7 @@ def main() -> None:
     parser.add_argument("--store", default="/tmp/skad_dask_runs")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
+    print_provenance("cpu", "auto", threads=1)  # the workers' thread count; each stored run records its own
     from dask.distributed import Client, LocalCluster
 
     shutil.rmtree(args.store, ignore_errors=True)

@@ -1,6 +1,6 @@
 """The library's defaults against single changes, on the development protocol (never the test set).
 
-    python benchmarks/dev_defaults.py --data DATA_DIR --classes 0 2 3 5 8 \\
+    python benchmarks/studies/dev_defaults.py --data DATA_DIR --classes 0 2 3 5 8 \\
         --variants default jpeg=none steps=300 "steps=300 jpeg=none" --out dev_defaults.jsonl
 
 DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``. Per class, CIFAR-10 training
@@ -9,7 +9,8 @@ ten classes (10,000 images) the evaluation set; OE = all Tiny-ImageNet-32 traini
 variant is ``ADIBDetector(**defaults, **changes, random_state=seed)``, with changes written as
 ``name=value`` (``none`` for None; several in one quoted argument); ``knn`` adds kNN-AD on theta0
 (``LayerFeatures`` + ``KNNDetector`` defaults) for reference. Prints one line per fit (AUC with the
-anomaly as positive class, fit seconds) and appends it to ``--out`` as JSON; a finished
+anomaly as positive class, fit seconds) and appends it to ``--out`` as JSON (after one line
+``{"provenance": ...}`` per invocation: commit, versions, device, precision, threads); a finished
 (variant, class, seed) in ``--out`` is skipped, so an interrupted run resumes.
 
 ``--low-res SIZE`` (with ``--gray``) turns the development split into a stand-in for a small
@@ -21,7 +22,7 @@ SIZE x SIZE (bilinear, antialiased) and, with ``--gray``, converted to luma and 
 level before the library's own pipeline (JPEG round trip, resize to the network's input size).
 
 ``--stand-in glyphs`` replaces the CIFAR-10 split by rendered letters in the format of the 8x8
-digits (``benchmarks/glyphs.py``): per class ``--n-normal`` training images (default 90, about
+digits (``benchmarks/studies/glyphs.py``): per class ``--n-normal`` training images (default 90, about
 what one digit class has in the digits protocol) and an evaluation set of the same size per class
 from another draw; OE is Tiny-ImageNet-32 as before. ``oe='hist'`` hands over the OE corpus at the
 normal images' size in luma with each image's intensity histogram matched to a randomly chosen
@@ -35,59 +36,15 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def dev_split(data_dir: Path):
-    from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
-
-    X, y, names = load_image_folder(data_dir / "cifar10-jpg.zip", split="train")
-    y = np.asarray(y)
-    position = np.zeros(len(y), dtype=int)
-    for c in range(len(names)):
-        index = np.flatnonzero(y == c)
-        position[index] = np.arange(len(index))
-    oe, _, _ = load_tiny_imagenet(data_dir / "tiny-imagenet-32.zip", split="train")
-    return np.asarray(X), y, position < 4000, position >= 4000, oe, list(names)
-
-
-def low_res(images: np.ndarray, size: int, gray: bool) -> np.ndarray:
-    """NHWC uint8 images resized to ``size`` (bilinear, antialiased) and, with ``gray``, made luma."""
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for start in range(0, len(images), 4096):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + 4096])).permute(0, 3, 1, 2).float()
-        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        if gray:
-            part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        out.append(part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
-
-
-def match_histograms(images: np.ndarray, references: np.ndarray, seed: int) -> np.ndarray:
-    """Each image's pixel values replaced by a random reference's, in the image's own rank order."""
-    rng = np.random.default_rng(seed)
-    flat = images.reshape(len(images), -1)
-    chosen = np.sort(references.reshape(len(references), -1)[rng.integers(0, len(references), len(images))], axis=1)
-    out = np.empty_like(flat)
-    np.put_along_axis(out, np.argsort(flat, axis=1, kind="stable"), chosen, axis=1)
-    return out.reshape(images.shape)
-
-
-def glyph_split(n_normal: int, seed: int):
-    from skad_transfer.bench.devsuite import make_glyphs
-
-    X_train, y_train = make_glyphs(n_normal, random_state=1000 + seed)
-    X_eval, y_eval = make_glyphs(n_normal, random_state=2000 + seed)
-    X = np.concatenate([X_train, X_eval])
-    y = np.concatenate([y_train, y_eval])
-    train = np.arange(len(y)) < len(y_train)
-    return X, y, train, ~train, [chr(c) for c in b"ACEFHKLPTX"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import PROVENANCE_KEY, is_provenance, provenance  # noqa: E402
+from common.devsplit import dev_split, glyph_split, low_res, match_histograms  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
@@ -136,7 +93,10 @@ def main(argv=None) -> None:
         oe_forms["size+gray"] = low_res(oe, args.low_res, True) if args.gray else oe_forms["size"]
     done = set()
     if args.out.exists():
-        done = {(r["variant"], r["class"], r["seed"], r.get("stand_in", "cifar10")) for r in map(json.loads, args.out.read_text().splitlines())}
+        done = {(r["variant"], r["class"], r["seed"], r.get("stand_in", "cifar10"))
+                for r in map(json.loads, args.out.read_text().splitlines()) if not is_provenance(r)}
+    # One provenance line before this invocation's first result line (none if it has nothing to run).
+    header = {PROVENANCE_KEY: provenance(args.device, args.precision, arguments=list(sys.argv[1:] if argv is None else argv))}
     X_eval = X[evaluate]
     for c in args.classes:
         normal = X[train & (y == c)]
@@ -170,6 +130,9 @@ def main(argv=None) -> None:
                               "auc": float(roc_auc_score(anomalous, -row_scores)), "seconds": round(seconds, 1)}
                     print(json.dumps(record), flush=True)
                     with args.out.open("a") as handle:
+                        if header is not None:
+                            handle.write(json.dumps(header) + "\n")
+                            header = None
                         handle.write(json.dumps(record) + "\n")
 
 

@@ -1,6 +1,6 @@
 """Wall time of a default ADIB fit on 5,000 CIFAR-10 images, by precision.
 
-    python benchmarks/default_fit_time.py --data DATA_DIR [--precision float32 bfloat16] [--steps N]
+    python benchmarks/speed/default_fit_time.py --data DATA_DIR [--precision float32 bfloat16] [--steps N]
 
 DATA_DIR holds ``cifar10-jpg.zip`` and ``tiny-imagenet-32.zip``. Fits
 ``ADIBDetector(precision=P, random_state=0)`` on the 5,000 training images of one class with
@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, for `common` (README.md)
+from common import print_provenance  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -35,13 +39,14 @@ def main(argv=None) -> None:
 
     from skad_transfer import ADIBDetector
     from skad_transfer.data.datasets import load_image_folder, load_tiny_imagenet
-    from skad_transfer.engine import cpu_has_native_bfloat16, resolve_device
+    from skad_transfer.device import cpu_has_native_bfloat16, resolve_device
 
     X, y, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="train")
     X_test, _, _ = load_image_folder(args.data / "cifar10-jpg.zip", split="test")
     oe, _, _ = load_tiny_imagenet(args.data / "tiny-imagenet-32.zip", split="train")
     normal = np.asarray(X[np.asarray(y) == args.normal_class])
     device = resolve_device(args.device)
+    print_provenance(device, args.precision)
     print(f"torch {torch.__version__}, {platform.machine()}, device {device}, {torch.get_num_threads()} threads, "
           f"native bf16 on this CPU: {cpu_has_native_bfloat16()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     default_steps = ADIBDetector().steps
