@@ -258,7 +258,7 @@ def low_resolution_luma(images: np.ndarray, size: int) -> np.ndarray:
 
 def _cifar10_dev(data_dir: Path):
     """CIFAR-10's training split, labels and each image's position within its class."""
-    from ..data.datasets import load_image_folder
+    from ..data.image_folder import load_image_folder
 
     X, y, _ = load_image_folder(Path(data_dir) / "cifar10-jpg.zip", split="train")
     y = np.asarray(y)
@@ -271,7 +271,7 @@ def _cifar10_dev(data_dir: Path):
 
 def load_outlier_exposure(data_dir: str | os.PathLike, n: int | None = None, random_state: int = 0) -> np.ndarray:
     """Tiny-ImageNet-32's training images (``n`` of them drawn at random, all with None)."""
-    from ..data.datasets import load_tiny_imagenet
+    from ..data.tiny_imagenet import load_tiny_imagenet
 
     images = np.asarray(load_tiny_imagenet(Path(data_dir) / "tiny-imagenet-32.zip", split="train")[0])
     if n is not None and n < len(images):

@@ -65,9 +65,9 @@ def _cache(cache_dir) -> dict:
 
 def _torchvision(loader_name: str, split_argument: Callable[[str], dict]):
     def read(root: Path, split: str, download: bool, cache_dir, progress: bool):
-        from . import datasets
+        from . import torchvision_sets
 
-        loader = getattr(datasets, loader_name)
+        loader = getattr(torchvision_sets, loader_name)
         try:
             return loader(root, download=download, **split_argument(split), **_cache(cache_dir))
         except (RuntimeError, FileNotFoundError) as error:
@@ -84,7 +84,7 @@ def _first_existing(root: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def _read_tinyimagenet(root: Path, split: str, download: bool, cache_dir, progress: bool):
-    from .datasets import load_tiny_imagenet
+    from .tiny_imagenet import load_tiny_imagenet
 
     found = _first_existing(root, ("tiny-imagenet-32.zip", "tiny-imagenet-32", "tiny-imagenet-200.zip",
                                    "tiny-imagenet-200"))
@@ -94,7 +94,7 @@ def _read_tinyimagenet(root: Path, split: str, download: bool, cache_dir, progre
 
 
 def _read_cifar10_jpg(root: Path, split: str, download: bool, cache_dir, progress: bool):
-    from .datasets import load_image_folder
+    from .image_folder import load_image_folder
 
     found = _first_existing(root, ("cifar10-jpg.zip", "cifar10-jpg"))
     if found is None:

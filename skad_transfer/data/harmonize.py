@@ -277,7 +277,7 @@ def match_luminance(images: torch.Tensor, references: torch.Tensor) -> torch.Ten
 
 #: ``match_histograms="auto"`` matches when luminance statistics alone tell normal from OE images
 #: at least this well (cross-validated AUC, :func:`intensity_separability`). Set from the
-#: development protocols (``docs/design.md``, ``benchmarks/intensity_separability.py``): CIFAR-10
+#: development protocols (``docs/design.md``, ``benchmarks/studies/intensity_separability.py``): CIFAR-10
 #: classes against Tiny-ImageNet scored 0.59-0.79 in colour and 0.57-0.73 as 8x8 luma (where
 #: forcing the matching on cost 4-8 AUC points: brightness carries meaning there, sky, sea), the demo's
 #: synthetic renders 0.94, rendered 8x8 characters 1.00 (where matching gained 13 points).

@@ -305,34 +305,45 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
         message names ``name``.
     """
     if not validated:
-        X = to_numpy(X, name)
-        if getattr(X, "ndim", None) == 1:  # before check_array, whose advice, reshape(-1, 1), is wrong for images
-            raise ValueError(
-                f"{name}: expected a batch of images, {IMAGE_FORMS}; got one axis, shape {tuple(X.shape)}. "
-                f"Reshape your data: one flattened image is X[None] (with image_shape=(C, H, W) when it is "
-                f"not square)"
-            )
-        with naming_errors(name):
-            X = check_array(
-                X, accept_sparse=False, dtype="numeric", ensure_all_finite=True,
-                allow_nd=True, ensure_min_samples=1, input_name=name,
-            )
-    X = np.asarray(X)
+        X = _checked_array(X, name)
+    X, channels_last = _as_four_axes(np.asarray(X), image_shape, name)
+    X = _canonical_dtype(X, name, out_of_range, range_hint)
+    return _to_image_batch(X, channels_last)
+
+
+def _checked_array(X, name: str):
+    """``X`` through ``check_array``: numeric, finite, at least one row; one axis only is an error."""
+    X = to_numpy(X, name)
+    if getattr(X, "ndim", None) == 1:  # before check_array, whose advice, reshape(-1, 1), is wrong for images
+        raise ValueError(
+            f"{name}: expected a batch of images, {IMAGE_FORMS}; got one axis, shape {tuple(X.shape)}. "
+            f"Reshape your data: one flattened image is X[None] (with image_shape=(C, H, W) when it is "
+            f"not square)"
+        )
+    with naming_errors(name):
+        return check_array(
+            X, accept_sparse=False, dtype="numeric", ensure_all_finite=True,
+            allow_nd=True, ensure_min_samples=1, input_name=name,
+        )
+
+
+def _as_four_axes(X: np.ndarray, image_shape, name: str) -> tuple[np.ndarray, bool]:
+    """A 2-, 3- or 4-D batch as 4-D, and whether that is NHWC (else NCHW); errors for other shapes."""
     if X.ndim in (3, 4) and min(X.shape[1:]) == 0:
         raise ValueError(f"{name}: images must not be empty, got shape {X.shape}")
     if X.ndim == 2:
         shape = resolve_image_shape(X.shape[1], image_shape, name)
-        X = X.reshape((X.shape[0], *shape))
-        channels_last = False
-    elif X.ndim == 3:
+        return X.reshape((X.shape[0], *shape)), False
+    if X.ndim == 3:
         _check_grayscale(X.shape, image_shape, name)
-        X = X[:, None]
-        channels_last = False
-    elif X.ndim == 4:
-        channels_last = _is_channels_last(X.shape, image_shape, name)
-    else:
-        raise ValueError(f"{name}: expected {IMAGE_FORMS}; got an array of shape {X.shape}")
+        return X[:, None], False
+    if X.ndim == 4:
+        return X, _is_channels_last(X.shape, image_shape, name)
+    raise ValueError(f"{name}: expected {IMAGE_FORMS}; got an array of shape {X.shape}")
 
+
+def _canonical_dtype(X: np.ndarray, name: str, out_of_range: str, range_hint: str) -> np.ndarray:
+    """Integer images as uint8 (values 0..255), float images as float32 with their range checked."""
     if X.dtype.kind == "b":
         raise ValueError(
             f"{name}: boolean images are ambiguous (is True intensity 1 or white?); convert them, e.g. "
@@ -343,19 +354,24 @@ def as_image_batch(X, *, name: str = "X", image_shape=None, validated: bool = Fa
             low, high = X.min(), X.max()
             if low < 0 or high > 255:
                 raise ValueError(f"{name}: integer images must hold values in 0..255, got range [{low}, {high}]")
-        X = X.astype(np.uint8, copy=False)
-    elif X.dtype.kind == "f":
+        return X.astype(np.uint8, copy=False)
+    if X.dtype.kind == "f":
         X = X.astype(np.float32, copy=False)
         problem = intensity_range_problem(X)
         if problem is not None:
             message = f"{name}: float images must hold intensities in [0, 1] (integers: 0..255); {problem}"
             if out_of_range == "raise":
                 raise ValueError(message + range_hint)
+            # stacklevel=4 passes over this helper, as_image_batch and its caller (validate_images, say),
+            # so the warning names the line that asked for the images to be checked.
             warnings.warn(f"{message}. They are fed to the network as they are", IntensityRangeWarning,
-                          stacklevel=3)
-    else:
-        raise TypeError(f"{name}: expected a numeric image array, got dtype {X.dtype}")
+                          stacklevel=4)
+        return X
+    raise TypeError(f"{name}: expected a numeric image array, got dtype {X.dtype}")
 
+
+def _to_image_batch(X: np.ndarray, channels_last: bool) -> ImageBatch:
+    """The :class:`ImageBatch` of a 4-D uint8 or float32 batch: NCHW, 3 channels, no copy of a memory map."""
     memory_mapped = is_memory_mapped(X)
     if memory_mapped:
         # A view of the file, read batch by batch where it is used. Nothing in the package writes

@@ -293,7 +293,8 @@ def load_labelled_data(
     name : str
         A short name of the dataset and split, for the weights' metadata.
     """
-    from . import datasets
+    from .image_folder import load_image_folder
+    from .tiny_imagenet import load_tiny_imagenet
 
     data = os.fspath(data)
     if format not in FORMATS:
@@ -335,14 +336,14 @@ def load_labelled_data(
         path = Path(data).expanduser()
         if kind == "tinyimagenet":
             split = split or "train"
-            X, y, classes = datasets.load_tiny_imagenet(path, split=split, progress=progress, **cache)
+            X, y, classes = load_tiny_imagenet(path, split=split, progress=progress, **cache)
         else:
             if split is None:
                 if entries is None:
                     entries = _tree_entries(path)
                 # A tree with a train/ folder is split; otherwise its top level is the class level.
                 split = "train" if any("train" in parts[:-1] for parts in entries) else None
-            X, y, classes = datasets.load_image_folder(path, split=split, progress=progress, **cache)
+            X, y, classes = load_image_folder(path, split=split, progress=progress, **cache)
         name = path.stem + (f":{split}" if split else "")
     if limit is not None:
         X, y = _limit_per_class(X, y, limit)

@@ -448,6 +448,36 @@ def make_intervention_task(
         normal = {"color": "red", "shape": "circle", "size": "small"}
     if interventions is None:
         interventions = {"color": "blue", "shape": "square", "size": "large"}
+    normal_codes, intervention_codes = _check_interventions(normal, interventions)
+    rng = _check_rng(random_state)
+
+    # The draws keep this order (normal, OE, then each test set), so a seed gives the same task.
+    normal_table = _combinations(normal_codes)
+    X_normal, factors_normal = _draw(n_normal, normal_table, image_size, rng)
+    X_outlier, factors_outlier = _draw(
+        n_outlier, _outlier_exposure_table(normal_codes, intervention_codes), image_size, rng
+    )
+    tests = {
+        key: _intervention_test_set(
+            n_test, normal_table, _combinations({**normal_codes, key: code}), image_size, rng
+        )
+        for key, code in intervention_codes.items()
+    }
+    return InterventionTask(
+        X_normal=X_normal,
+        factors_normal=factors_normal,
+        X_outlier=X_outlier,
+        factors_outlier=factors_outlier,
+        tests=tests,
+        normal=dict(normal),
+        interventions=dict(interventions),
+    )
+
+
+def _check_interventions(
+    normal: Mapping[str, str], interventions: Mapping[str, str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The codes of ``normal`` and ``interventions``; each intervention must change one fixed factor."""
     normal_codes = _check_assignment(normal, "normal")
     intervention_codes = _check_assignment(interventions, "interventions")
     for key, code in intervention_codes.items():
@@ -458,24 +488,29 @@ def make_intervention_task(
             )
         if code == normal_codes[key]:
             raise ValueError(f"interventions[{key!r}] equals the normal value {normal[key]!r}")
-    rng = _check_rng(random_state)
+    return normal_codes, intervention_codes
 
-    def combos(fixed: Mapping[str, int]) -> np.ndarray:
-        values = [[fixed[f]] if f in fixed else range(len(FACTOR_VALUES[f])) for f in _CATEGORICAL]
-        return np.array(list(itertools.product(*values)), dtype=np.int64)
 
-    def draw(n: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        factors = _sample_factors(n, table, image_size, rng)
-        return _render(factors, image_size, rng), factors
+def _combinations(fixed: Mapping[str, int]) -> np.ndarray:
+    """Every (color, shape, size, background) code combination that agrees with ``fixed``, as rows."""
+    values = [[fixed[f]] if f in fixed else range(len(FACTOR_VALUES[f])) for f in _CATEGORICAL]
+    return np.array(list(itertools.product(*values)), dtype=np.int64)
 
-    normal_table = combos(normal_codes)
-    X_normal, factors_normal = draw(n_normal, normal_table)
 
-    # OE: every categorical combination that is neither normal nor one of the
-    # test anomalies (normal with exactly one factor set to its intervention
-    # value) -- the paper's MPI3D protocol, where e.g. blue cubes and large
-    # green cones are OE while the blue/cube/large red-cone anomalies are not.
-    table = combos({})
+def _draw(n: int, table: np.ndarray, image_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` rendered images of combinations drawn from ``table``, and their factor records."""
+    factors = _sample_factors(n, table, image_size, rng)
+    return _render(factors, image_size, rng), factors
+
+
+def _outlier_exposure_table(normal_codes: Mapping[str, int], intervention_codes: Mapping[str, int]) -> np.ndarray:
+    """The combinations the OE corpus draws from: neither the normal one nor a test anomaly.
+
+    A test anomaly is the normal combination with exactly one factor set to its
+    intervention value. This is the paper's MPI3D protocol, where e.g. blue cubes
+    and large green cones are OE while the blue/cube/large red-cone anomalies are not.
+    """
+    table = _combinations({})
     columns = {name: j for j, name in enumerate(_CATEGORICAL)}
 
     def matches(assignment: Mapping[str, int]) -> np.ndarray:
@@ -491,26 +526,20 @@ def make_intervention_task(
     oe_table = table[keep & ~same_as_normal]
     if len(oe_table) == 0:
         raise ValueError("no factor combination is left for the outlier-exposure corpus")
-    X_outlier, factors_outlier = draw(n_outlier, oe_table)
+    return oe_table
 
-    tests = {}
-    for key, code in intervention_codes.items():
-        n_anomalies = n_test // 2
-        X_in, f_in = draw(n_test - n_anomalies, normal_table)
-        X_out, f_out = draw(n_anomalies, combos({**normal_codes, key: code}))
-        order = rng.permutation(n_test)
-        y = np.concatenate([np.ones(len(f_in), np.int64), -np.ones(len(f_out), np.int64)])
-        tests[key] = InterventionTestSet(
-            X_test=np.concatenate([X_in, X_out])[order],
-            y_test=y[order],
-            factors_test=np.concatenate([f_in, f_out])[order],
-        )
-    return InterventionTask(
-        X_normal=X_normal,
-        factors_normal=factors_normal,
-        X_outlier=X_outlier,
-        factors_outlier=factors_outlier,
-        tests=tests,
-        normal=dict(normal),
-        interventions=dict(interventions),
+
+def _intervention_test_set(
+    n_test: int, normal_table: np.ndarray, anomaly_table: np.ndarray, image_size: int, rng: np.random.Generator
+) -> InterventionTestSet:
+    """``n_test`` shuffled images: ``n_test // 2`` anomalies from ``anomaly_table``, the rest normal."""
+    n_anomalies = n_test // 2
+    X_in, f_in = _draw(n_test - n_anomalies, normal_table, image_size, rng)
+    X_out, f_out = _draw(n_anomalies, anomaly_table, image_size, rng)
+    order = rng.permutation(n_test)
+    y = np.concatenate([np.ones(len(f_in), np.int64), -np.ones(len(f_out), np.int64)])
+    return InterventionTestSet(
+        X_test=np.concatenate([X_in, X_out])[order],
+        y_test=y[order],
+        factors_test=np.concatenate([f_in, f_out])[order],
     )

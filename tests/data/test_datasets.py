@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import CIFAR_CLASSES, write_fake_cifar10, zip_tree
-from skad_transfer.data import datasets
+from skad_transfer.data import datasets, image_decode, image_tree
 from skad_transfer.data.datasets import (
     MPI3D_COLORS,
     MPI3D_FACTOR_NAMES,
@@ -69,7 +69,7 @@ def test_directory_tree_shapes_labels_and_order(tmp_path, cdir):
 
 
 def test_threaded_chunked_decode_matches_serial(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "_CHUNK", 2)
+    monkeypatch.setattr(image_decode, "_CHUNK", 2)
     write_tree(tmp_path / "t", {"a": 4, "b": 3})
     X1, y1, _ = load_image_folder(tmp_path / "t", cache=False, n_jobs=1, progress=True)
     X2, y2, _ = load_image_folder(tmp_path / "t", cache=False, n_jobs=2)
@@ -163,7 +163,7 @@ def test_cache_invalidates_when_directory_changes(tmp_path, cdir):
 
 def test_interrupted_decode_leaves_no_cache_entry(tmp_path, cdir, monkeypatch):
     write_tree(tmp_path / "t", {"a": 3})
-    real = datasets._decode_one
+    real = image_decode._decode_one
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -172,11 +172,11 @@ def test_interrupted_decode_leaves_no_cache_entry(tmp_path, cdir, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "_decode_one", flaky)
+    monkeypatch.setattr(image_decode, "_decode_one", flaky)
     with pytest.raises(KeyboardInterrupt):
         load_image_folder(tmp_path / "t", cache_dir=cdir)
     assert cache_files(cdir) == []
-    monkeypatch.setattr(datasets, "_decode_one", real)
+    monkeypatch.setattr(image_decode, "_decode_one", real)
     X, _, _ = load_image_folder(tmp_path / "t", cache_dir=cdir)
     assert X.shape == (3, 8, 8, 3)
 
@@ -460,3 +460,17 @@ def test_a_local_error_during_a_download_keeps_its_own_message(tmp_path, cdir, m
     monkeypatch.setattr(tv_utils, "_urlretrieve", read_only)
     with pytest.raises(PermissionError, match="test_32x32.mat"):
         load_svhn(tmp_path / "root", split="test", download=True, cache_dir=cdir)
+
+
+def test_datasets_module_keeps_every_name_and_forwards_the_size_limits(monkeypatch):
+    """skad_transfer.data.datasets re-exports the loaders from their modules; assigning a size
+    limit there changes the one the loaders read (image_tree's)."""
+    for name in datasets.__all__ + ["DownloadError"]:
+        assert hasattr(datasets, name), name
+    assert datasets.load_image_folder.__module__ == "skad_transfer.data.image_folder"
+    assert datasets.MAX_IMAGE_BYTES == image_tree.MAX_IMAGE_BYTES
+    monkeypatch.setattr(datasets, "MAX_IMAGE_BYTES", 40)
+    assert image_tree.MAX_IMAGE_BYTES == 40 and datasets.MAX_IMAGE_BYTES == 40
+    monkeypatch.setattr(image_tree, "MAX_COMPRESSION_RATIO", 7)
+    assert datasets.MAX_COMPRESSION_RATIO == 7
+    assert "MAX_IMAGE_BYTES" in dir(datasets)
