@@ -345,25 +345,40 @@ def interventions(X=None, factors=None, *, normal=None, interventions=None, n_no
     if X is None:
         if factors is not None:
             raise ValueError("factors were given without X; pass both MPI3D arrays or neither (synthetic)")
-        task = make_intervention_task(n_normal, n_outlier, n_test, normal=normal, interventions=changes,
-                                      image_size=image_size, random_state=random_state)
-        splits = []
-        for factor, test in task.tests.items():
-            meta = {"protocol": "interventions", "source": "synthetic", "normal": task.normal, "factor": factor,
-                    "value": task.interventions[factor], "n_normal": int(len(task.X_normal)),
-                    "n_outlier": int(len(task.X_outlier)), "n_test": int(len(test.y_test)),
-                    "image_size": int(image_size),
-                    "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
-            splits.append(Split(task.X_normal, test.X_test, test.y_test, task.X_outlier,
-                                f"{factor}->{task.interventions[factor]}", meta))
-        return splits
-
+        return _synthetic_interventions(n_normal, n_outlier, n_test, normal=normal, changes=changes,
+                                        image_size=image_size, random_state=random_state)
     if factors is None:
         raise ValueError("X was given without factors; MPI3D needs both (load_mpi3d returns them)")
-    factors = _mpi3d_factors(X, factors)
-    n_normal = _check_n(n_normal, "n_normal", allow_none=False)
-    n_outlier = _check_n(n_outlier, "n_outlier")
-    n_test = _check_n(n_test, "n_test", allow_none=False)
+    return _mpi3d_interventions(X, factors, n_normal, n_outlier, n_test, normal=normal, changes=changes,
+                                random_state=random_state)
+
+
+def _synthetic_interventions(n_normal, n_outlier, n_test, *, normal, changes, image_size,
+                             random_state) -> list[Split]:
+    """The splits of :func:`interventions` drawn from the synthetic generator."""
+    task = make_intervention_task(n_normal, n_outlier, n_test, normal=normal, interventions=changes,
+                                  image_size=image_size, random_state=random_state)
+    splits = []
+    for factor, test in task.tests.items():
+        meta = {"protocol": "interventions", "source": "synthetic", "normal": task.normal, "factor": factor,
+                "value": task.interventions[factor], "n_normal": int(len(task.X_normal)),
+                "n_outlier": int(len(task.X_outlier)), "n_test": int(len(test.y_test)),
+                "image_size": int(image_size),
+                "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
+        splits.append(Split(task.X_normal, test.X_test, test.y_test, task.X_outlier,
+                            f"{factor}->{task.interventions[factor]}", meta))
+    return splits
+
+
+def _mpi3d_intervention_codes(normal, changes) -> tuple[dict, dict, dict[str, int], dict[str, int]]:
+    """The normal and intervened MPI3D values of :func:`interventions` (defaults filled in), and their codes.
+
+    Raises
+    ------
+    ValueError
+        For an unknown factor or value, an intervened factor that ``normal`` does not fix, or an
+        intervention to the normal value.
+    """
     normal = {"color": "red", "shape": "cone", "size": "small"} if normal is None else dict(normal)
     changes = {"color": "blue", "shape": "cube", "size": "large"} if changes is None else dict(changes)
     normal_codes = _mpi3d_codes(normal, "normal")
@@ -373,6 +388,17 @@ def interventions(X=None, factors=None, *, normal=None, interventions=None, n_no
             raise ValueError(f"interventions[{key!r}]: {key!r} is not fixed by normal={normal}; add it to normal")
         if code == normal_codes[key]:
             raise ValueError(f"interventions[{key!r}] equals the normal value {normal[key]!r}")
+    return normal, changes, normal_codes, change_codes
+
+
+def _mpi3d_interventions(X, factors, n_normal, n_outlier, n_test, *, normal, changes,
+                         random_state) -> list[Split]:
+    """The splits of :func:`interventions` selected from MPI3D rows."""
+    factors = _mpi3d_factors(X, factors)
+    n_normal = _check_n(n_normal, "n_normal", allow_none=False)
+    n_outlier = _check_n(n_outlier, "n_outlier")
+    n_test = _check_n(n_test, "n_test", allow_none=False)
+    normal, changes, normal_codes, change_codes = _mpi3d_intervention_codes(normal, changes)
     rng = _rng(random_state)
     is_normal = _mpi3d_match(factors, normal_codes)
     anomaly_masks = {key: _mpi3d_match(factors, {**normal_codes, key: code}) for key, code in change_codes.items()}
@@ -441,6 +467,47 @@ def non_semantic_shift(X=None, factors=None, *, normal_shape=None, anomaly_shape
     if synthetic and factors is not None:
         raise ValueError("factors were given without X; pass both MPI3D arrays or neither (synthetic)")
     shapes_all = SHAPE_NAMES if synthetic else MPI3D_SHAPES
+    normal_shape, anomaly_shape, colors = _shift_classes(synthetic, normal_shape, anomaly_shape, colors)
+    oe_shapes = [s for s in shapes_all if s not in (normal_shape, anomaly_shape)]
+    n_normal = _check_n(n_normal, "n_normal", allow_none=False)
+    n_test = _check_n(n_test, "n_test", allow_none=False)
+    n_outlier = _check_n(n_outlier, "n_outlier", allow_none=not synthetic)
+    rng = _rng(random_state)
+    n_anom = n_test // 2
+    sizes = dict(n_normal=n_normal, n_outlier=n_outlier, n_test_normal=n_test - n_anom, n_anom=n_anom)
+    if not synthetic:
+        if factors is None:
+            raise ValueError("X was given without factors; MPI3D needs both (load_mpi3d returns them)")
+        factors = _mpi3d_factors(X, factors)
+        anomaly_pool = np.flatnonzero(factors[:, MPI3D_FACTOR_NAMES.index("shape")]
+                                      == MPI3D_SHAPES.index(anomaly_shape))
+    splits = []
+    for k in range(1, len(colors) + 1):
+        step = colors[:k]
+        if synthetic:
+            X_normal, X_test, y, X_oe, n_oe = _synthetic_shift_step(step, normal_shape, anomaly_shape, oe_shapes,
+                                                                    image_size=image_size, rng=rng, **sizes)
+        else:
+            X_normal, X_test, y, X_oe, n_oe = _mpi3d_shift_step(X, factors, k, step, normal_shape, oe_shapes,
+                                                                anomaly_pool, rng=rng, **sizes)
+        meta = {"protocol": "non-semantic-shift", "source": "synthetic" if synthetic else "mpi3d", "step": k,
+                "normal_colors": step, "normal_shape": normal_shape, "anomaly_shape": anomaly_shape,
+                "oe_shapes": oe_shapes, "n_normal": int(len(X_normal)), "n_outlier": int(n_oe),
+                "n_test": int(len(y)),
+                "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
+        splits.append(Split(X_normal, X_test, y, X_oe, f"colors={k}", meta))
+    return splits
+
+
+def _shift_classes(synthetic: bool, normal_shape, anomaly_shape, colors) -> tuple[str, str, list[str]]:
+    """The normal shape, anomalous shape and colour order of :func:`non_semantic_shift`, defaults filled in.
+
+    Raises
+    ------
+    ValueError
+        For an unknown shape or colour, equal shapes, or no or repeated colours.
+    """
+    shapes_all = SHAPE_NAMES if synthetic else MPI3D_SHAPES
     colors_all = COLOR_NAMES if synthetic else MPI3D_COLORS
     normal_shape = normal_shape or ("circle" if synthetic else "cone")
     anomaly_shape = anomaly_shape or ("square" if synthetic else "cube")
@@ -461,57 +528,45 @@ def non_semantic_shift(X=None, factors=None, *, normal_shape=None, anomaly_shape
             raise ValueError(f"colors: unknown colour {c!r}; valid names are {list(colors_all)}")
     if len(set(colors)) != len(colors):
         raise ValueError(f"colors must not repeat a colour, got {colors}")
-    oe_shapes = [s for s in shapes_all if s not in (normal_shape, anomaly_shape)]
-    n_normal = _check_n(n_normal, "n_normal", allow_none=False)
-    n_test = _check_n(n_test, "n_test", allow_none=False)
-    n_outlier = _check_n(n_outlier, "n_outlier", allow_none=not synthetic)
-    rng = _rng(random_state)
-    n_anom = n_test // 2
-    n_test_normal = n_test - n_anom
-    if not synthetic:
-        if factors is None:
-            raise ValueError("X was given without factors; MPI3D needs both (load_mpi3d returns them)")
-        factors = _mpi3d_factors(X, factors)
-        col, shp = MPI3D_FACTOR_NAMES.index("color"), MPI3D_FACTOR_NAMES.index("shape")
-        anomaly_pool = np.flatnonzero(factors[:, shp] == MPI3D_SHAPES.index(anomaly_shape))
-    splits = []
-    for k in range(1, len(colors) + 1):
-        step = colors[:k]
-        if synthetic:
-            X_normal = make_interventions(n_normal, image_size=image_size, colors=step, shapes=normal_shape,
-                                          random_state=rng, return_factors=False)
-            X_oe = make_interventions(n_outlier, image_size=image_size, colors=step, shapes=oe_shapes,
-                                      random_state=rng, return_factors=False)
-            X_in = make_interventions(n_test_normal, image_size=image_size, colors=step, shapes=normal_shape,
-                                      random_state=rng, return_factors=False)
-            X_out = make_interventions(n_anom, image_size=image_size, shapes=anomaly_shape, random_state=rng,
-                                       return_factors=False)
-            X_test = np.concatenate([X_in, X_out])
-            y = np.concatenate([np.ones(len(X_in), np.int64), -np.ones(len(X_out), np.int64)])
-            order = rng.permutation(len(y))
-            X_test, y = X_test[order], y[order]
-            n_oe = len(X_oe)
-        else:
-            in_step = np.isin(factors[:, col], [MPI3D_COLORS.index(c) for c in step])
-            normal_rows = rng.permutation(np.flatnonzero(in_step & (factors[:, shp] == MPI3D_SHAPES.index(normal_shape))))
-            if len(normal_rows) < n_normal + n_test_normal:
-                raise ValueError(f"only {len(normal_rows)} normal images at step {k}; lower n_normal or n_test")
-            oe_mask = in_step & np.isin(factors[:, shp], [MPI3D_SHAPES.index(s) for s in oe_shapes])
-            oe_rows = _subsample(np.flatnonzero(oe_mask), n_outlier, rng)
-            X_normal, X_oe = take_rows(X, np.sort(normal_rows[:n_normal])), take_rows(X, oe_rows)
-            anomalies = rng.choice(anomaly_pool, size=min(n_anom, len(anomaly_pool)), replace=False)
-            rows = np.concatenate([normal_rows[n_normal:n_normal + n_test_normal], anomalies])
-            y = np.concatenate([np.ones(n_test_normal, np.int64), -np.ones(len(anomalies), np.int64)])
-            order = rng.permutation(len(rows))
-            X_test, y = take_rows(X, rows[order]), y[order]
-            n_oe = len(oe_rows)
-        meta = {"protocol": "non-semantic-shift", "source": "synthetic" if synthetic else "mpi3d", "step": k,
-                "normal_colors": step, "normal_shape": normal_shape, "anomaly_shape": anomaly_shape,
-                "oe_shapes": oe_shapes, "n_normal": int(len(X_normal)), "n_outlier": int(n_oe),
-                "n_test": int(len(y)),
-                "random_state": random_state if isinstance(random_state, (int, type(None))) else None}
-        splits.append(Split(X_normal, X_test, y, X_oe, f"colors={k}", meta))
-    return splits
+    return normal_shape, anomaly_shape, colors
+
+
+def _synthetic_shift_step(step, normal_shape, anomaly_shape, oe_shapes, *, n_normal, n_outlier, n_test_normal,
+                          n_anom, image_size, rng):
+    """One step of :func:`non_semantic_shift` from the synthetic generator: ``(X_normal, X_test, y_test,
+    X_outlier, n_outlier)``, the normal images and the OE in the colours ``step``."""
+    X_normal = make_interventions(n_normal, image_size=image_size, colors=step, shapes=normal_shape,
+                                  random_state=rng, return_factors=False)
+    X_oe = make_interventions(n_outlier, image_size=image_size, colors=step, shapes=oe_shapes,
+                              random_state=rng, return_factors=False)
+    X_in = make_interventions(n_test_normal, image_size=image_size, colors=step, shapes=normal_shape,
+                              random_state=rng, return_factors=False)
+    X_out = make_interventions(n_anom, image_size=image_size, shapes=anomaly_shape, random_state=rng,
+                               return_factors=False)
+    X_test = np.concatenate([X_in, X_out])
+    y = np.concatenate([np.ones(len(X_in), np.int64), -np.ones(len(X_out), np.int64)])
+    order = rng.permutation(len(y))
+    return X_normal, X_test[order], y[order], X_oe, len(X_oe)
+
+
+def _mpi3d_shift_step(X, factors, k, step, normal_shape, oe_shapes, anomaly_pool, *, n_normal, n_outlier,
+                      n_test_normal, n_anom, rng):
+    """Step ``k`` of :func:`non_semantic_shift` selected from MPI3D rows: ``(X_normal, X_test, y_test,
+    X_outlier, n_outlier)``, the normal images and the OE in the colours ``step``, the anomalies
+    drawn from ``anomaly_pool``."""
+    col, shp = MPI3D_FACTOR_NAMES.index("color"), MPI3D_FACTOR_NAMES.index("shape")
+    in_step = np.isin(factors[:, col], [MPI3D_COLORS.index(c) for c in step])
+    normal_rows = rng.permutation(np.flatnonzero(in_step & (factors[:, shp] == MPI3D_SHAPES.index(normal_shape))))
+    if len(normal_rows) < n_normal + n_test_normal:
+        raise ValueError(f"only {len(normal_rows)} normal images at step {k}; lower n_normal or n_test")
+    oe_mask = in_step & np.isin(factors[:, shp], [MPI3D_SHAPES.index(s) for s in oe_shapes])
+    oe_rows = _subsample(np.flatnonzero(oe_mask), n_outlier, rng)
+    X_normal, X_oe = take_rows(X, np.sort(normal_rows[:n_normal])), take_rows(X, oe_rows)
+    anomalies = rng.choice(anomaly_pool, size=min(n_anom, len(anomaly_pool)), replace=False)
+    rows = np.concatenate([normal_rows[n_normal:n_normal + n_test_normal], anomalies])
+    y = np.concatenate([np.ones(n_test_normal, np.int64), -np.ones(len(anomalies), np.int64)])
+    order = rng.permutation(len(rows))
+    return X_normal, take_rows(X, rows[order]), y[order], X_oe, len(oe_rows)
 
 
 def oe_ablation(base_split: Split, corpora) -> list[Split]:

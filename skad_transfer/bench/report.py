@@ -18,9 +18,10 @@ file                            content                                         
 ==============================  ===========================================================  ==========
 
 Only the tables of protocols present in the store are written. Cells are ``mean (std)`` over
-seeds in percent with one decimal, exactly the numbers of :func:`~skad_transfer.bench.runner.summarize`
-(the population std, ``ddof=0``). A "mean" column / row averages the per-class means; its std is
-the std over seeds of the per-seed class average (seeds present for every class only).
+seeds in percent with one decimal, exactly the numbers of
+:func:`~skad_transfer.bench.summary.summarize` (the population std, ``ddof=0``). A "mean" column /
+row averages the per-class means; its std is the std over seeds of the per-seed class average
+(seeds present for every class only).
 Runs of one method with different settings, method parameters or OE corpus (different
 ``variant`` in :func:`summarize`) get separate rows, labelled ``method [variant]``.
 
@@ -30,9 +31,9 @@ when it was made (``skad-transfer bench --save-features``). Every table cell and
 the fields of the runs' split metadata (``config["split_meta"]``: class index and name, OE label,
 intervened factor, colour step), never by reading split names. The test images themselves are not
 in the store: Fig. 4 (and the class colours of Fig. 3) re-create them from the run's configuration
-with the protocol functions (:func:`recreate_split`): exactly for the synthetic generators and
-scikit-learn's digits, by reloading ``cifar10-jpg.zip`` from ``--data`` for CIFAR-10. When that is
-impossible the figure is skipped with a message.
+with the protocol functions (:func:`~skad_transfer.bench.recreate.recreate_split`): exactly for the
+synthetic generators and scikit-learn's digits, by reloading ``cifar10-jpg.zip`` from ``--data`` for
+CIFAR-10. When that is impossible the figure is skipped with a message.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ import numpy as np
 
 from .._io import atomic_write_text
 from ..plotting import plot_embedding, plot_image_grid, plot_interventions, plot_shift
-from .runner import summarize
+from .recreate import recreate_split, recreate_test_classes, split_meta
 from .store import ResultStore, StoreError, corpus_label, variant_id
+from .summary import summarize
 
 __all__ = ["ReportResult", "add_arguments", "build_report", "recreate_split", "run"]
 
@@ -95,16 +97,8 @@ def _fmt(mean: float, std: float | None) -> str:
     return f"{100 * mean:.1f} ({100 * std:.1f})"
 
 
-def _meta(record: Mapping[str, Any], key: str):
-    """A field of a run's split metadata; LookupError (naming the run) when the run lacks it."""
-    meta = record["config"].get("split_meta") or {}
-    if key not in meta:
-        raise LookupError(f"run {record.get('run_id')}: its split metadata has no {key!r} (fields: {sorted(meta)})")
-    return meta[key]
-
-
 def _class_label(record: Mapping[str, Any]) -> str:
-    return str(_meta(record, "class_name"))
+    return str(split_meta(record, "class_name"))
 
 
 def _class_order(record: Mapping[str, Any]):
@@ -116,7 +110,7 @@ def _class_order(record: Mapping[str, Any]):
 
 
 def _oe_label(record: Mapping[str, Any]) -> str:
-    return str(_meta(record, "oe"))
+    return str(split_meta(record, "oe"))
 
 
 class _Group:
@@ -385,27 +379,27 @@ def _build_tables(records: list[dict], rows: list[dict]) -> list[tuple[_Table, _
 def _fig_interventions(group: _Group, path: Path) -> Path:
     interventions = {}
     for r in sorted(group.records, key=lambda r: r["split"]):
-        interventions[str(_meta(r, "factor"))] = str(_meta(r, "value"))
+        interventions[str(split_meta(r, "factor"))] = str(split_meta(r, "value"))
     table: dict[str, dict[str, float]] = {}
     for rk in group.row_keys:
         row = {}
         for factor in interventions:
-            cell = group.cell(rk, [r["split"] for r in group.records if str(_meta(r, "factor")) == factor])
+            cell = group.cell(rk, [r["split"] for r in group.records if str(split_meta(r, "factor")) == factor])
             row[factor] = cell["auc_mean"] if cell else float("nan")
         table[group.labels[rk]] = row
     return plot_interventions(table, interventions, path)
 
 
 def _fig_shift(group: _Group, path: Path) -> Path:
-    steps = sorted({int(_meta(r, "step")) for r in group.records})
+    steps = sorted({int(split_meta(r, "step")) for r in group.records})
     colors_at = {}
     for r in group.records:
-        colors_at.setdefault(int(_meta(r, "step")), _meta(r, "normal_colors"))
+        colors_at.setdefault(int(split_meta(r, "step")), split_meta(r, "normal_colors"))
     curves = {}
     for rk in group.row_keys:
         xs, means, stds = [], [], []
         for k in steps:
-            cell = group.cell(rk, [r["split"] for r in group.records if int(_meta(r, "step")) == k])
+            cell = group.cell(rk, [r["split"] for r in group.records if int(split_meta(r, "step")) == k])
             if cell:
                 xs.append(k), means.append(cell["auc_mean"]), stds.append(cell["auc_std"])
         curves[group.labels[rk]] = (xs, means, stds)
@@ -424,104 +418,6 @@ def _pick_run(records: list[dict], run_id: str | None) -> dict:
                                        r.get("run_id", "")))
 
 
-_DATA_CACHE: dict = {}
-
-
-def _benchmark_data(dataset: str, data, random_state: int):
-    from .protocols import load_benchmark_data
-
-    key = (dataset, str(data), random_state)
-    if key not in _DATA_CACHE:
-        if dataset in ("synthetic", "digits"):
-            _DATA_CACHE[key] = load_benchmark_data(dataset, random_state=random_state)
-        elif dataset == "cifar10":
-            if data is None:
-                raise LookupError("dataset 'cifar10': pass --data (the folder holding cifar10-jpg.zip) to reload "
-                                  "the images")
-            _DATA_CACHE[key] = load_benchmark_data("cifar10", data)
-        else:
-            raise LookupError(f"dataset {dataset!r}: re-creating its images is not supported")
-    return _DATA_CACHE[key]
-
-
-def recreate_split(record: Mapping[str, Any], data=None):
-    """Re-create the :class:`~skad_transfer.bench.protocols.Split` of a stored run.
-
-    The split is found by the fields of the run's split metadata (``config["split_meta"]``): the
-    class index and name for the class protocols, the intervened factor and its value, or the
-    number of colours.
-
-    Parameters
-    ----------
-    record : dict
-        A stored run record (``STORE/runs/<run_id>.json``).
-    data : str or path-like, optional
-        Folder holding ``cifar10-jpg.zip`` (CIFAR-10 runs only).
-
-    Returns
-    -------
-    split : Split
-        The split the run was scored on, under its stored name. Its ``outlier_exposure`` is the
-        stored corpus name or path, or None for an array corpus of a class protocol (the store
-        keeps a digest of its images, not the images); the synthetic protocols re-create theirs.
-
-    Raises
-    ------
-    LookupError
-        When the images cannot be re-created (MPI3D, an unknown dataset, CIFAR-10 without
-        ``data``, a configuration the protocol functions do not reproduce, or split metadata
-        without a field this needs).
-    """
-    from dataclasses import replace
-
-    from ..data.synthetic import COLOR_NAMES
-    from . import protocols as P
-
-    config = record["config"]
-    meta = config.get("split_meta") or {}
-    protocol, dataset, name = record["protocol"], record["dataset"], record["split"]
-    rs = meta.get("random_state")
-    if protocol in ("interventions", "non-semantic-shift"):
-        if meta.get("source") != "synthetic":
-            raise LookupError(f"run {record.get('run_id')}: {protocol} on {meta.get('source', dataset)!r} data "
-                              f"cannot be re-created from the store (only the synthetic generator can)")
-        common = dict(n_normal=_meta(record, "n_normal"), n_outlier=_meta(record, "n_outlier"),
-                      n_test=_meta(record, "n_test"), image_size=meta.get("image_size", 32), random_state=rs)
-        if protocol == "interventions":
-            splits = P.interventions(normal=meta.get("normal"), **common)
-            wanted = {"factor": _meta(record, "factor"), "value": _meta(record, "value")}
-        else:
-            colors = list(meta.get("normal_colors") or [])
-            if colors != list(COLOR_NAMES[:len(colors)]):
-                raise LookupError(f"run {record.get('run_id')}: custom colour order {colors} cannot be re-created")
-            splits = P.non_semantic_shift(normal_shape=meta.get("normal_shape"),
-                                          anomaly_shape=meta.get("anomaly_shape"), **common)
-            wanted = {"step": _meta(record, "step")}
-        split = next((s for s in splits if all(s.meta.get(k) == v for k, v in wanted.items())), None)
-        if split is None:
-            raise LookupError(f"run {record.get('run_id')}: split {name!r} is not produced by the default "
-                              f"{protocol} settings")
-    elif protocol in ("one-vs-rest", "leave-one-out", "oe-ablation"):
-        loaded = _benchmark_data(dataset, data, rs if isinstance(rs, int) else 0)
-        if "normal_class" in meta:
-            fn, cls = P.one_vs_rest, meta["normal_class"]
-        else:
-            fn, cls = P.leave_one_out, _meta(record, "anomaly_class")
-        # The class is named after loaded.class_names when the run was given them, else by its
-        # index: passing them or not gives the stored class_name (and the split's own meta).
-        named = [str(n) for n in loaded.class_names]
-        given = isinstance(cls, int) and 0 <= cls < len(named) and named[cls] == str(_meta(record, "class_name"))
-        key = config.get("outlier_exposure")
-        oe = key if corpus_label(key) == key else None   # an array corpus: only its digest is stored
-        split = fn(loaded.X_train, loaded.y_train, loaded.X_test, loaded.y_test, cls, outlier_exposure=oe,
-                   n_normal=meta.get("n_normal"), n_test=meta.get("n_test"),
-                   class_names=loaded.class_names if given else None, random_state=rs)
-        split = replace(split, name=name)
-    else:
-        raise LookupError(f"run {record.get('run_id')}: unknown protocol {protocol!r}")
-    return split
-
-
 def _fig_top_anomalies(record, store: ResultStore, data, path: Path, top_k: int) -> Path:
     stored = store.read_scores(record["run_id"])   # a damaged store is an error, whatever the data
     split = recreate_split(record, data)
@@ -531,25 +427,6 @@ def _fig_top_anomalies(record, store: ResultStore, data, path: Path, top_k: int)
     title = (f"Top {len(order)} anomalies: {record['method']}, {record['dataset']} {record['protocol']} "
              f"{record['split']}, seed {record['seed']}")
     return plot_image_grid([split.X_test[i] for i in order], split.y_test[order] == -1, title, path)
-
-
-def _test_classes(record, labels, data) -> np.ndarray | None:
-    """Class names of a class protocol's test images (found by content in the reloaded dataset)."""
-    if record["protocol"] not in ("one-vs-rest", "leave-one-out", "oe-ablation"):
-        return None
-    try:
-        split = recreate_split(record, data)
-    except LookupError:   # images out of reach (CIFAR-10 without --data): no class colours
-        return None
-    if not np.array_equal(split.y_test, labels):
-        return None
-    rs = record["config"].get("split_meta", {}).get("random_state")
-    loaded = _benchmark_data(record["dataset"], data, rs if isinstance(rs, int) else 0)
-    lookup = {np.asarray(x).tobytes(): int(y) for x, y in zip(loaded.X_test, loaded.y_test)}
-    classes = [lookup.get(np.asarray(x).tobytes()) for x in split.X_test]
-    if any(c is None for c in classes):
-        return None
-    return np.array([str(loaded.class_names[c]) for c in classes])
 
 
 def _fig_tsne(record, store: ResultStore, data, path: Path) -> Path:
@@ -566,7 +443,7 @@ def _fig_tsne(record, store: ResultStore, data, path: Path) -> Path:
     title = (f"t-SNE of {record['method']} features ({record['dataset']} {record['split']}, "
              f"seed {record['seed']})")
     return plot_embedding(E, stored["labels"] == -1, title, path,
-                          classes=_test_classes(record, stored["labels"], data))
+                          classes=recreate_test_classes(record, stored["labels"], data))
 
 
 # ----------------------------------------------------------------------------- main
@@ -614,6 +491,33 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
     """
     store = ResultStore(store)
     root = store.root
+    out, records = _check_report_inputs(store, out, top_k)
+    out.mkdir(parents=True, exist_ok=True)
+    command = command or f"build_report({str(root)!r}, {str(out)!r})"
+    rows = summarize(store)
+    result = ReportResult(markdown=out / "report.md")
+    sections = [f"# Benchmark report\n\nStore: `{root}` ({len(records)} runs). Produced by `{command}`.\n"]
+    for table, group in _build_tables(records, rows):
+        sections.append(_write_table(table, group, out, command, result))
+    record = _pick_run(records, run_id)
+    sections += _write_run_figures(record, store, data, out, top_k, tsne, result)
+    atomic_write_text(result.markdown, "\n".join(sections))
+    if verbose:
+        _print_result(result)
+    return result
+
+
+def _check_report_inputs(store: ResultStore, out, top_k) -> tuple[Path, list[dict]]:
+    """The output folder of a report (default ``STORE/report``) and the store's records.
+
+    Raises
+    ------
+    ValueError
+        If ``top_k`` is not an int >= 1 or the store holds no finished runs.
+    FileNotFoundError, NotADirectoryError
+        If the store is missing, or it or the output folder is a file.
+    """
+    root = store.root
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
         raise ValueError(f"top_k must be an int >= 1, got {top_k!r}")
     if root.exists() and not root.is_dir():
@@ -626,38 +530,47 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
     records = store.records()   # StoreError (naming the file) for a damaged record
     if not records:
         raise ValueError(f"result store {root} holds no finished runs (no {store.runs_dir}/*.json)")
-    out.mkdir(parents=True, exist_ok=True)
-    command = command or f"build_report({str(root)!r}, {str(out)!r})"
-    rows = summarize(store)
-    result = ReportResult(markdown=out / "report.md")
-    sections = [f"# Benchmark report\n\nStore: `{root}` ({len(records)} runs). Produced by `{command}`.\n"]
-    tables = _build_tables(records, rows)
-    for table, group in tables:
-        md = f"## {table.title}\n\n{_markdown_table(table)}\n\n{table.notes}\n"
-        atomic_write_text(out / f"{table.key}.md", md + f"\nProduced by `{command}`.\n")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(table.csv_header)
-        writer.writerows(table.csv_body)
-        atomic_write_text(out / f"{table.key}.csv", buffer.getvalue())
-        result.tables[table.key] = out / f"{table.key}.csv"
-        figure = None
-        try:
-            if group.records[0]["protocol"] == "interventions":
-                figure = _fig_interventions(group, out / f"{table.key}.png")
-            elif group.records[0]["protocol"] == "non-semantic-shift":
-                figure = _fig_shift(group, out / f"{table.key}.png")
-        except StoreError:
-            raise   # a damaged store is an error, not a missing figure
-        except Exception as error:  # noqa: BLE001 - a figure must not sink the report
-            result.skipped.append(f"{table.key}.png: {type(error).__name__}: {error}")
-        if figure is not None:
-            result.figures[table.key] = figure
-            md += f"\n![{table.title}]({figure.name})\n"
-        md += f"\nCSV: [{table.key}.csv]({table.key}.csv)\n"
-        sections.append(md)
+    return out, records
 
-    record = _pick_run(records, run_id)
+
+def _write_table(table: _Table, group: _Group, out: Path, command: str, result: ReportResult) -> str:
+    """Write one table (Markdown, CSV) and its figure (Figs. 1 and 2) into ``out``; return its report section.
+
+    The files written are added to ``result``, a figure that could not be drawn to ``result.skipped``.
+    """
+    md = f"## {table.title}\n\n{_markdown_table(table)}\n\n{table.notes}\n"
+    atomic_write_text(out / f"{table.key}.md", md + f"\nProduced by `{command}`.\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(table.csv_header)
+    writer.writerows(table.csv_body)
+    atomic_write_text(out / f"{table.key}.csv", buffer.getvalue())
+    result.tables[table.key] = out / f"{table.key}.csv"
+    figure = None
+    try:
+        if group.records[0]["protocol"] == "interventions":
+            figure = _fig_interventions(group, out / f"{table.key}.png")
+        elif group.records[0]["protocol"] == "non-semantic-shift":
+            figure = _fig_shift(group, out / f"{table.key}.png")
+    except StoreError:
+        raise   # a damaged store is an error, not a missing figure
+    except Exception as error:  # noqa: BLE001 - a figure must not sink the report
+        result.skipped.append(f"{table.key}.png: {type(error).__name__}: {error}")
+    if figure is not None:
+        result.figures[table.key] = figure
+        md += f"\n![{table.title}]({figure.name})\n"
+    md += f"\nCSV: [{table.key}.csv]({table.key}.csv)\n"
+    return md
+
+
+def _write_run_figures(record: dict, store: ResultStore, data, out: Path, top_k: int, tsne: bool,
+                       result: ReportResult) -> list[str]:
+    """Draw the figures of one run (Fig. 4, and Fig. 3 with ``tsne``) into ``out``; return their report sections.
+
+    The files written are added to ``result``, a figure that could not be drawn to ``result.skipped``
+    (its section then says why).
+    """
+    sections = []
     for key, title, make in (
             ("fig4_top_anomalies", f"Figure 4: the {top_k} most anomalous test images",
              lambda p: _fig_top_anomalies(record, store, data, p, top_k)),
@@ -677,14 +590,16 @@ def build_report(store, out=None, *, data=None, top_k: int = 16, run_id: str | N
         sections.append(f"## {title}\n\nRun `{record['run_id']}`: {record['method']}, {record['dataset']} "
                         f"{record['protocol']} `{record['split']}`, seed {record['seed']}.\n\n"
                         f"![{title}]({path.name})\n")
-    atomic_write_text(result.markdown, "\n".join(sections))
-    if verbose:
-        print(f"report: {result.markdown}")
-        for key, path in {**result.tables, **result.figures}.items():
-            print(f"  {key}: {path}")
-        for message in result.skipped:
-            print(f"  skipped {message}", file=sys.stderr)
-    return result
+    return sections
+
+
+def _print_result(result: ReportResult) -> None:
+    """Print what a report wrote (to stdout) and skipped (to stderr)."""
+    print(f"report: {result.markdown}")
+    for key, path in {**result.tables, **result.figures}.items():
+        print(f"  {key}: {path}")
+    for message in result.skipped:
+        print(f"  skipped {message}", file=sys.stderr)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
