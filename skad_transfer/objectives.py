@@ -14,14 +14,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-REGULARIZERS = ("l2sp", "l2sp-ref", "ewc")
-"""``"l2sp"``: the paper's ``alpha * ||theta - theta0||_2^2`` over every parameter that has a theta0
-(all convolutions and BatchNorm affine parameters; the fresh head has none). ``"l2sp-ref"``: the
-reference code's ``alpha * ||theta - theta0||_2`` (not squared) over the 3x3 convolutions only.
-``"ewc"``: elastic weight consolidation, ``(lambda / 2) sum_i F_i (theta_i - theta0_i)^2`` over the
-parameters of ``"l2sp"``, with the diagonal Fisher ``F`` estimated at theta0 (:func:`ewc_penalty`)."""
-
-
 def outlier_exposure_bce(normal_logits: torch.Tensor, outlier_logits: torch.Tensor) -> torch.Tensor:
     """Paper eq. (1): binary cross-entropy, normal -> 0, OE -> 1, averaged over the whole batch."""
     logits = torch.cat([normal_logits.reshape(-1), outlier_logits.reshape(-1)]).float()
@@ -35,7 +27,7 @@ class _SquaredDistance(torch.autograd.Function):
 
     Written with autograd per tensor, the penalty over a ResNet26's ~80 parameter tensors added about
     1,200 operators to every training step (85% more than the network's forward and backward,
-    ``benchmarks/step_ops.py``). On a GPU a step of 128 small images is bound by kernel launches:
+    ``benchmarks/speed/step_ops.py``). On a GPU a step of 128 small images is bound by kernel launches:
     there a 100-epoch ADIB fit ran at half the img/s of the device suite's engine rows (the same
     loop, without the penalty or the fit's setup).
     """

@@ -16,6 +16,14 @@ silently not used or a NaN loss later.
 Checkpoint files are either a flat state dict (the authors' ``resnet26.pth``) or
 ``{"state_dict": ..., "skad_transfer_weights": {...record fields...}}`` as written by
 :func:`save_weights`; a ``module.`` prefix (DDP) is stripped.
+
+This module is the data and I/O layer, as torchvision's ``models/_api.py``: it imports no network.
+Each network family (:mod:`skad_transfer.nn`) registers in :data:`ARCHS` the class that checks and
+reads its records (:class:`~skad_transfer.nn.Backbone`'s ``check_input_size``, ``find_weights``,
+``record_for_state``, ``check_stored_record``, ``read_weights``) and declares its own records: the
+paper's ResNet26 its checkpoints (:mod:`skad_transfer.nn.resnet`), torchvision's ResNets torchvision's
+entries (:mod:`skad_transfer.nn.torchvision_resnet`). Loading a state dict into a network is
+:func:`skad_transfer.nn.load_backbone_state`.
 """
 
 from __future__ import annotations
@@ -29,20 +37,23 @@ import re
 import urllib.request
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from ._io import atomic_write
 from ._paths import HOME_ENV, weights_dir
+from ._registry import Registry
 
 CIFAR_MEAN = (0.4914, 0.4824, 0.4467)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
 _RECORD_KEY = "skad_transfer_weights"
-TORCHVISION_HUB_TIMEOUT = 5.0
-"""Seconds to wait for torchvision's download server before saying which file to put where."""
 
+ARCHS = Registry("backbone", unknown="backbone: unknown name {name!r}; expected one of {choices}")
+"""The networks a record can be for (its ``arch``), each with the class that checks and reads its
+records: the :class:`~skad_transfer.nn.Backbone` that builds it, registered here by
+:func:`skad_transfer.nn.register_backbone` (this module imports no network)."""
 
 def _check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -75,6 +86,7 @@ class WeightsRecord:
         Registered name, or the file path for an unregistered file.
     arch : str, default="resnet26"
     width : int, default=64
+        ResNet26's width; a torchvision network has none (its records keep the placeholder 64).
     input_size : int, default=32
     mean, std : tuple of 3 floats
         Per-channel normalisation applied to 0..1 images before the network.
@@ -91,13 +103,14 @@ class WeightsRecord:
     torchvision : str, optional
         The torchvision weights entry (e.g. ``"ResNet50_Weights.IMAGENET1K_V2"``) whose file this
         is: torchvision's API finds, downloads (into torch hub's cache, with its hash check) and
-        reads it (see :func:`torchvision_record`).
+        reads it (see :func:`skad_transfer.nn.torchvision_record`).
 
     Raises
     ------
     ValueError or TypeError
         When a field is invalid, naming the field: an ``arch`` that is not a ``backbone=``
-        name (:data:`skad_transfer.nn.BACKBONES`), a non-positive ``width``, an unsupported ``input_size``, ``mean``
+        name (:data:`ARCHS`, the same as :data:`skad_transfer.nn.BACKBONES`), a non-positive ``width``, an
+        unsupported ``input_size`` (the arch's backbone says which it takes), ``mean``
         or ``std`` that are not 3 finite numbers (``std`` > 0), a ``filename`` with folders, a
         ``sha256`` that is not 64 hex digits. ``mean`` and ``std`` are stored as tuples of floats.
     """
@@ -121,16 +134,14 @@ class WeightsRecord:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"WeightsRecord: name must be a non-empty str, got {self.name!r}")
         where = f"WeightsRecord {self.name!r}"
-        from .nn import BACKBONES
-
-        if self.arch not in BACKBONES:
+        if self.arch not in ARCHS:
             raise ValueError(f"{where}: arch={self.arch!r} is not a network this package builds; "
-                             f"supported archs are {sorted(BACKBONES)}")
+                             f"supported archs are {ARCHS.names()}")
         object.__setattr__(self, "width", _check_positive_int(self.width, f"{where}: width"))
         if isinstance(self.input_size, bool) or not isinstance(self.input_size, numbers.Integral):
             raise ValueError(f"{where}: input_size must be an int, got {self.input_size!r}")
         try:
-            object.__setattr__(self, "input_size", BACKBONES[self.arch].check_input_size(int(self.input_size)))
+            object.__setattr__(self, "input_size", ARCHS[self.arch].check_input_size(int(self.input_size)))
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
         if self.torchvision is not None and not isinstance(self.torchvision, str):
@@ -180,8 +191,12 @@ class WeightsRecord:
         )
 
     def load_state_dict(self, progress: bool = False) -> dict[str, torch.Tensor]:
-        if self.torchvision is not None:
-            return _torchvision_state_dict(self, progress)
+        """The checkpoint's state dict: read by the arch's backbone where it reads its own records
+        (torchvision's entries, through torchvision's API), else from :meth:`locate`'s file, checked
+        against ``sha256``."""
+        state = ARCHS[self.arch].read_weights(self, progress)
+        if state is not None:
+            return state
         path = self.locate(progress=progress)
         if self.sha256 is not None:
             digest = sha256_file(path)
@@ -199,7 +214,16 @@ class WeightsRecord:
         return out
 
 
-_REGISTRY: dict[str, WeightsRecord | Callable[[], WeightsRecord]] = {}
+_REGISTRY: dict = {}
+"""The registered records by name (a lazy entry until first use): the table of :data:`WEIGHTS`."""
+
+WEIGHTS = Registry(
+    "weights", store=lambda: _REGISTRY,
+    unknown="weights: unknown name {name!r}; registered names are {choices}, or pass a checkpoint path or a "
+            "WeightsRecord",
+    duplicate="weights {name!r} are already registered; pass overwrite=True",
+)
+"""The names ``weights=`` accepts (:func:`register_weights`, :func:`list_weights`, :func:`get_weights`)."""
 
 
 def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> WeightsRecord:
@@ -218,39 +242,22 @@ def register_weights(record: WeightsRecord, *, overwrite: bool = False) -> Weigh
     """
     if not isinstance(record, WeightsRecord):
         raise TypeError(f"record must be a WeightsRecord, got {type(record).__name__}")
-    if record.name in _REGISTRY and not overwrite:
-        raise ValueError(f"weights {record.name!r} are already registered; pass overwrite=True")
-    _REGISTRY[record.name] = record
-    return record
-
-
-def _register_lazy(name: str, make_record: Callable[[], WeightsRecord]) -> None:
-    """Register a record built on first use (so importing the package reads no checkpoint)."""
-    _REGISTRY[name] = make_record
+    return WEIGHTS.register(record.name, record, overwrite=overwrite)
 
 
 def unregister_weights(name: str) -> None:
     """Forget a registered name (no error if it is unknown)."""
-    _REGISTRY.pop(name, None)
+    WEIGHTS.unregister(name)
 
 
 def list_weights() -> list[str]:
     """Names accepted by ``weights=``."""
-    return sorted(_REGISTRY)
+    return WEIGHTS.names()
 
 
 def get_weights(name: str) -> WeightsRecord:
     """The record registered as ``name`` (built on first use for lazy entries such as ``"default"``)."""
-    try:
-        entry = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"weights: unknown name {name!r}; registered names are {list_weights()}, or pass a "
-            f"checkpoint path or a WeightsRecord"
-        ) from None
-    if not isinstance(entry, WeightsRecord):
-        entry = _REGISTRY[name] = entry()
-    return entry
+    return WEIGHTS[name]
 
 
 def resolve_weights(weights, arch: str = "resnet26") -> WeightsRecord | None:
@@ -270,17 +277,14 @@ def resolve_weights(weights, arch: str = "resnet26") -> WeightsRecord | None:
 def _resolve(weights, arch: str) -> WeightsRecord | None:
     if weights is None or isinstance(weights, WeightsRecord):
         return weights
-    from .nn import BACKBONES, TORCHVISION_RESNETS
-
-    if arch not in BACKBONES:
-        raise ValueError(f"backbone: unknown name {arch!r}; expected one of {sorted(BACKBONES)}")
-    if arch in TORCHVISION_RESNETS and not isinstance(weights, os.PathLike):
-        entry = _torchvision_entry(weights, arch)
-        if entry is not None:
-            return torchvision_record(entry)
+    backbone = ARCHS[arch]
+    if not isinstance(weights, os.PathLike):
+        record = backbone.find_weights(arch, weights)  # names of the backbone's own (torchvision's entries)
+        if record is not None:
+            return record
     if isinstance(weights, os.PathLike) or isinstance(weights, str):
         text = os.fspath(weights)
-        if isinstance(weights, str) and weights in _REGISTRY:
+        if isinstance(weights, str) and weights in WEIGHTS:
             return get_weights(weights)
         path = Path(text).expanduser()
         if path.is_file():
@@ -293,8 +297,8 @@ def _resolve(weights, arch: str) -> WeightsRecord | None:
             )
         if isinstance(weights, os.PathLike) or os.sep in text or path.suffix in (".pth", ".pt", ".ckpt"):
             raise FileNotFoundError(f"weights: checkpoint file {path} does not exist")
-        if text not in _REGISTRY:
-            owners = _torchvision_owners(text)
+        if text not in WEIGHTS:
+            owners = _owners(text)
             if owners:
                 raise ValueError(
                     f"weights: {text!r} names torchvision weights of {', '.join(owners)}, not of backbone={arch!r}; "
@@ -337,11 +341,24 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict | None]:
     return state, fields
 
 
+def _owners(name: str) -> list[str]:
+    """The archs whose backbone names weights ``name`` itself (e.g. torchvision's ``"IMAGENET1K_V1"``)."""
+    owners = []
+    for arch in ARCHS:  # in registration order: resnet18 first of torchvision's
+        try:
+            if ARCHS[arch].find_weights(arch, name) is not None:
+                owners.append(arch)
+        except (ValueError, KeyError):
+            continue
+    return owners
+
+
 def record_from_file(path, arch: str = "resnet26") -> WeightsRecord:
-    """A record for an unregistered checkpoint file: the record stored in it, else one for ``arch``
-    (a ResNet26's width is read off its stem conv; a torchvision network gets the preprocessing of
-    its ``DEFAULT`` weights)."""
+    """A record for an unregistered checkpoint file: the record stored in it, else the one ``arch``'s
+    backbone makes of its state dict (a ResNet26's width is read off its stem conv; a torchvision
+    network gets the preprocessing of its ``DEFAULT`` weights)."""
     path = Path(path)
+    backbone = ARCHS[arch]
     state, fields = read_checkpoint(path)
     if fields is not None and not isinstance(fields, Mapping):
         raise ValueError(f"weights: {path} stores an invalid record ({_RECORD_KEY!r} is a "
@@ -354,23 +371,9 @@ def record_from_file(path, arch: str = "resnet26") -> WeightsRecord:
             record = WeightsRecord(**known)
         except (TypeError, ValueError) as error:
             raise ValueError(f"weights: {path} stores an invalid record: {error}") from error
-        stem = state.get("pre_conv.weight")
-        if stem is not None and stem.ndim == 4 and int(stem.shape[0]) != record.width:
-            raise ValueError(f"weights: {path} stores width={record.width} in its record but its weights have "
-                             f"width {int(stem.shape[0])}")
+        ARCHS[record.arch].check_stored_record(record, path, state)
         return record
-    if arch != "resnet26":
-        if "conv1.weight" not in state:
-            raise ValueError(f"weights: {path} is not a torchvision {arch} state dict (no 'conv1.weight'; "
-                             f"first keys: {list(state)[:5]})")
-        return _torchvision_file_record(path, arch)
-    if "pre_conv.weight" not in state:
-        raise ValueError(
-            f"weights: {path} is not a ResNet26 checkpoint (no 'pre_conv.weight'; first keys: "
-            f"{list(state)[:5]})"
-        )
-    return WeightsRecord(name=str(path), width=int(state["pre_conv.weight"].shape[0]), path=str(path),
-                         meta={"source": str(path)})
+    return backbone.record_for_state(arch, path, state)
 
 
 def save_weights(network: nn.Module, path, *, name: str | None = None, mean=CIFAR_MEAN, std=CIFAR_STD,
@@ -388,33 +391,6 @@ def save_weights(network: nn.Module, path, *, name: str | None = None, mean=CIFA
     state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
     atomic_write(path, lambda handle: torch.save({"state_dict": state, _RECORD_KEY: fields}, handle))
     return replace(record, path=str(path), sha256=sha256_file(path))
-
-
-def load_backbone_state(network: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
-    """Load theta0 into ``network``: every backbone key must match; the head only if shapes agree.
-
-    Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
-    """
-    own = network.state_dict()
-    head = getattr(network, "head_name", "linears") + "."
-    head_fits = all(k in state and state[k].shape == own[k].shape for k in own if k.startswith(head))
-    wanted = {k for k in own if head_fits or not k.startswith(head)}
-    given = {k for k in state if head_fits or not k.startswith(head)}
-    # Checkpoints from before BatchNorm counted its batches lack num_batches_tracked; it is unused.
-    missing = sorted(k for k in wanted - given if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(given - wanted)
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
-        for k in wanted & given if state[k].shape != own[k].shape
-    )
-    problems = []
-    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
-        if keys:
-            shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
-            problems.append(f"{label}: {shown}")
-    if problems:
-        raise ValueError(f"{source} do not fit this {type(network).__name__}: " + "; ".join(problems))
-    network.load_state_dict({k: state[k] for k in wanted & given}, strict=False)
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:
@@ -462,109 +438,6 @@ def download_file(url: str, destination, *, sha256: str | None = None, progress:
     return destination
 
 
-
-def _torchvision_owners(name: str) -> list[str]:
-    """The torchvision ResNets that have weights called ``name`` (e.g. ``"IMAGENET1K_V1"``)."""
-    from .nn import TORCHVISION_RESNETS
-
-    owners = []
-    for arch in TORCHVISION_RESNETS:  # in their own order: resnet18 first
-        try:
-            if _torchvision_entry(name, arch) is not None:
-                owners.append(arch)
-        except (ValueError, KeyError):
-            continue
-    return owners
-
-
-def _torchvision_entry(weights, arch: str):
-    """The torchvision weights entry that ``weights`` names for ``arch``, or None if it names none."""
-    from torchvision.models import WeightsEnum, get_model_weights, get_weight
-
-    enum = get_model_weights(arch)
-    if isinstance(weights, WeightsEnum):
-        if weights not in list(enum):
-            raise ValueError(f"weights: {weights} are not weights for backbone={arch!r} (those are "
-                             f"{[str(e) for e in enum]})")
-        return weights
-    if not isinstance(weights, str):
-        return None
-    if weights in ("default", "DEFAULT"):
-        return enum.DEFAULT
-    if weights in enum.__members__:
-        return enum[weights]
-    if "." in weights and weights.split(".", 1)[0].endswith("_Weights"):
-        try:
-            entry = get_weight(weights)
-        except (ValueError, KeyError, AttributeError):
-            raise ValueError(f"weights: torchvision has no weights {weights!r}; for {arch} it has "
-                             f"{[str(e) for e in enum]}") from None
-        return _torchvision_entry(entry, arch)
-    return None
-
-
-def torchvision_record(entry) -> WeightsRecord:
-    """The record of a torchvision weights entry (e.g. ``ResNet50_Weights.IMAGENET1K_V2``).
-
-    Source and preprocessing are torchvision's: the URL and the file name in torch hub's cache; the
-    input size (the transforms' crop) and mean/std of ``entry.transforms()``. ``meta`` keeps the
-    entry's ImageNet top-1 and recipe. Reading it (:meth:`WeightsRecord.load_state_dict`) goes
-    through ``entry.get_state_dict`` (a download into the cache with torchvision's hash check).
-    """
-    arch = _torchvision_arch(entry)
-    transforms = entry.transforms()
-    metrics = entry.meta.get("_metrics", {}).get("ImageNet-1K", {})
-    full_name = f"{type(entry).__name__}.{entry.name}"
-    return WeightsRecord(
-        name=full_name, arch=arch, width=64, input_size=int(transforms.crop_size[0]), mean=tuple(transforms.mean),
-        std=tuple(transforms.std), filename=os.path.basename(entry.url), url=entry.url, torchvision=full_name,
-        meta={"source": "torchvision", "dataset": "ImageNet-1K", "recipe": entry.meta.get("recipe"),
-              "acc@1": metrics.get("acc@1"), "resize_size": int(transforms.resize_size[0])},
-    )
-
-
-def _torchvision_arch(entry) -> str:
-    from torchvision.models import get_model_weights
-
-    from .nn import TORCHVISION_RESNETS
-
-    for arch in TORCHVISION_RESNETS:
-        if type(entry) is get_model_weights(arch):
-            return arch
-    raise ValueError(f"weights: {entry} are not for a torchvision ResNet ({TORCHVISION_RESNETS})")
-
-
-def _torchvision_file_record(path: Path, arch: str) -> WeightsRecord:
-    """A local torchvision state dict, preprocessed like ``arch``'s ``DEFAULT`` weights (ImageNet)."""
-    from torchvision.models import get_model_weights
-
-    default = torchvision_record(get_model_weights(arch).DEFAULT)
-    return WeightsRecord(name=str(path), arch=arch, width=64, input_size=default.input_size, mean=default.mean,
-                         std=default.std, path=str(path), meta={"source": str(path)})
-
-
-def torchvision_cache_file(record: WeightsRecord) -> Path:
-    """Where torchvision keeps (and looks for) a torchvision record's file: torch hub's cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / record.filename
-
-
-def _torchvision_state_dict(record: WeightsRecord, progress: bool) -> dict[str, torch.Tensor]:
-    from torchvision.models import get_weight
-
-    cached = torchvision_cache_file(record)
-    if not cached.is_file() and not _reachable(record.url, TORCHVISION_HUB_TIMEOUT):
-        # torch.hub would wait on the network for minutes; say at once what to do instead.
-        raise FileNotFoundError(
-            f"weights {record.name!r} are not in torch hub's cache and {record.url} cannot be reached: "
-            f"download that file and put it at {cached} (the cache folder follows $TORCH_HOME), or pass "
-            f"the path of a local copy as weights=..."
-        )
-    try:
-        return dict(get_weight(record.torchvision).get_state_dict(progress=progress, check_hash=True))
-    except RuntimeError as error:  # torch.hub's hash check
-        raise OSError(f"weights {record.name!r}: {cached}: {error}; delete the file and retry") from error
-
-
 def _reachable(url: str, timeout: float) -> bool:
     """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds."""
     import socket
@@ -578,31 +451,3 @@ def _reachable(url: str, timeout: float) -> bool:
     except (OSError, ValueError):
         return False
 
-
-register_weights(WeightsRecord(
-    name="transferad-resnet26",
-    width=64,
-    input_size=32,
-    filename="resnet26.pth",
-    meta={
-        "source": "the authors of Deecke et al. (2021), Google Drive file id 1uRmyJfs5OW2s0USoue6WbPdr_04MNOFI "
-                  "(linked from github.com/VICO-UoE/TransferAD)",
-        "dataset": "ImageNet at 32x32",
-        "paper": "Transfer-Based Semantic Anomaly Detection, ICML 2021",
-    },
-))
-
-
-DEFAULT_WEIGHTS_FILE = Path(__file__).parent / "assets" / "resnet26-w16-tinyimagenet32.pth"
-DEFAULT_WEIGHTS_SHA256 = "b984c5e63cca1b01f1944b0aab5411ab011f32074672c96c458bfeccc00e315e"
-
-
-def _default_record() -> WeightsRecord:
-    """The embedded theta0: ResNet26 width 16, pretrained by ``skad-transfer pretrain`` on
-    Tiny-ImageNet-32 (``docs/weights.md`` has the command, its wall time and val top-1)."""
-    record = record_from_file(DEFAULT_WEIGHTS_FILE)
-    return replace(record, name="default", filename=DEFAULT_WEIGHTS_FILE.name, sha256=DEFAULT_WEIGHTS_SHA256)
-
-
-if DEFAULT_WEIGHTS_FILE.is_file():
-    _register_lazy("default", _default_record)

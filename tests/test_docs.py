@@ -62,7 +62,9 @@ def test_python_blocks_of_the_user_docs_run_as_pasted(page, tmp_path, monkeypatc
 
         monkeypatch.setattr(weights, "_reachable", lambda url, timeout: False)
         monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
-        cached = weights.torchvision_cache_file(weights.resolve_weights("IMAGENET1K_V2", arch="resnet50"))
+        from skad_transfer.nn import torchvision_cache_file
+
+        cached = torchvision_cache_file(weights.resolve_weights("IMAGENET1K_V2", arch="resnet50"))
         cached.parent.mkdir(parents=True)
         torch.save(get_model("resnet50", weights=None).state_dict(), cached)
     X = np.concatenate([X_normal[:20], X_outlier[:20]])

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .._paths import data_root
+from .._registry import Registry
 from .catalogue import CATALOGUE, load_dataset
 from .images import IMAGE_FORMS, ImageBatch, as_image_batch, take_rows
 
@@ -221,6 +222,11 @@ def _item_to_array(item, name: str) -> np.ndarray:
 
 
 _REGISTRY: dict[str, Callable[[Path], OutlierCorpus]] = {}
+"""The registered openers by name: the table of :data:`CORPORA`."""
+
+CORPORA = Registry("corpus", store=lambda: _REGISTRY)
+"""The corpus names ``outlier_exposure=`` accepts, each with its ``opener(root)``."""
+
 _OPEN: dict[tuple, OutlierCorpus] = {}
 _OPEN_LOCK = threading.Lock()
 
@@ -239,16 +245,14 @@ def register_corpus(name: str, opener: Callable[..., OutlierCorpus], *, overwrit
     overwrite : bool, default=False
         Replace a corpus already registered under that name (else a ValueError).
     """
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"corpus {name!r} is already registered; pass overwrite=True")
     takes_root = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                      for p in inspect.signature(opener).parameters.values())
-    _REGISTRY[name] = opener if takes_root else (lambda root: opener())
+    CORPORA.register(name, opener if takes_root else (lambda root: opener()), overwrite=overwrite)
 
 
 def list_corpora() -> list[str]:
     """Names accepted by ``outlier_exposure=`` (besides paths, arrays and loaders)."""
-    return sorted(_REGISTRY)
+    return CORPORA.names()
 
 
 def resolve_corpus(spec, *, name: str = "outlier_exposure", image_shape=None,
@@ -262,12 +266,12 @@ def resolve_corpus(spec, *, name: str = "outlier_exposure", image_shape=None,
         return spec
     if isinstance(spec, (str, os.PathLike)):
         text = os.fspath(spec)
-        if isinstance(spec, str) and spec in _REGISTRY:
+        if isinstance(spec, str) and spec in CORPORA:
             folder = Path(root).expanduser() if root is not None else data_root()
             key = ("name", spec, str(folder.resolve()))
             with _OPEN_LOCK:
                 if key not in _OPEN:
-                    _OPEN[key] = _REGISTRY[spec](folder)
+                    _OPEN[key] = CORPORA[spec](folder)
                 return _OPEN[key]
         path = Path(text).expanduser()
         if not path.exists():
@@ -310,7 +314,7 @@ def _open_path(path: Path, name: str = "outlier_exposure") -> OutlierCorpus:
             raise ValueError(f"{name}: {path} holds arrays {keys}; expected one of {list(_NPZ_KEYS)} or a single array")
         return _file_corpus(array, path, name)
     if path.is_dir() or suffix == ".zip":
-        from .datasets import load_image_folder
+        from .image_folder import load_image_folder
 
         try:
             images, _, _ = load_image_folder(path)
@@ -373,7 +377,7 @@ def download_corpus(name: str, root=None) -> None:
     left alone."""
     if name not in CATALOGUE_CORPORA:
         return
-    from .datasets import DownloadError
+    from .download_errors import DownloadError
 
     dataset, split = CATALOGUE_CORPORA[name]
     downloadable = CATALOGUE[dataset].downloadable

@@ -10,7 +10,11 @@ A backbone is a network with
   ADRA freezes (:meth:`Backbone.pretrained_conv_weights`);
 * the parameters theta0 provides, which L2-SP and EWC cover (:meth:`Backbone.theta0_parameters`);
 * how it is built from a name, a weights record and a seed (:meth:`Backbone.build`), and which input
-  sizes it takes.
+  sizes it takes;
+* which weights records it accepts and how it reads them (:meth:`Backbone.find_weights`,
+  :meth:`Backbone.record_for_state`, :meth:`Backbone.check_stored_record`, :meth:`Backbone.read_weights`):
+  :mod:`skad_transfer.weights`, which imports no network, asks the backbone registered for a record's
+  ``arch`` (:data:`skad_transfer.weights.ARCHS`).
 
 The paper's ResNet26 (:mod:`.resnet`) and torchvision's ResNet family (:mod:`.torchvision_resnet`)
 provide it; :data:`BACKBONES` maps each accepted ``backbone=`` name to its class, so adding a family
@@ -20,13 +24,16 @@ is one module that subclasses :class:`Backbone` and lists its names in :func:`re
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar, Iterable
+from typing import Callable, ClassVar, Iterable, Mapping
 
 import torch
 from torch import nn
 
+from .._registry import Registry
+from ..weights import ARCHS
+
 __all__ = ["Backbone", "ResidualAdapter", "BACKBONES", "register_backbone", "backbone_class", "build_backbone",
-           "default_init"]
+           "default_init", "load_backbone_state"]
 
 
 def default_init(layer: nn.Linear | nn.Conv2d, generator: torch.Generator | None = None) -> None:
@@ -131,15 +138,45 @@ class Backbone(nn.Module):
         initialisation drawn from ``generator``) and a ``num_classes`` head."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------- its weights records (asked by skad_transfer.weights)
+    @classmethod
+    def find_weights(cls, name: str, weights):
+        """The record of the weights that ``weights`` (anything but a path) names among backbone
+        ``name``'s own (torchvision's entries for a torchvision ResNet), or None when it names none
+        of them (then it is a registered name or a file). A name of the family for another of its
+        networks is a ValueError."""
+        return None
 
-BACKBONES: dict[str, type[Backbone]] = {}
+    @classmethod
+    def record_for_state(cls, name: str, path, state: Mapping[str, torch.Tensor]):
+        """The record of a checkpoint file for backbone ``name`` that stores none: what its state dict
+        ``state`` says (a ValueError if it is not this network's)."""
+        raise ValueError(f"weights: {path} stores no record, and a {cls.__name__} ({name}) cannot be described "
+                         f"from its state dict alone; save it with skad_transfer.weights.save_weights")
+
+    @classmethod
+    def check_stored_record(cls, record, path, state: Mapping[str, torch.Tensor]) -> None:
+        """A ValueError if the record stored in the file ``path`` contradicts its weights ``state``."""
+
+    @classmethod
+    def read_weights(cls, record, progress: bool = False) -> dict[str, torch.Tensor] | None:
+        """The state dict of a record whose source this family reads itself (torchvision's entries),
+        or None: then it is read from the record's file."""
+        return None
+
+
+BACKBONES = Registry("backbone", unknown="backbone: unknown name {name!r}; expected one of {choices} or a "
+                                         "torch.nn.Module")
 """The ``backbone=`` names and the :class:`Backbone` class that builds each."""
 
 
 def register_backbone(cls: type[Backbone]) -> type[Backbone]:
-    """Make ``cls``'s :attr:`~Backbone.names` accepted as ``backbone=`` (usable as a class decorator)."""
+    """Make ``cls``'s :attr:`~Backbone.names` accepted as ``backbone=`` (usable as a class decorator),
+    and ``cls`` what checks and reads the weights records of those names
+    (:data:`skad_transfer.weights.ARCHS`)."""
     for name in cls.names:
-        BACKBONES[name] = cls
+        BACKBONES.register(name, cls, overwrite=True)
+        ARCHS.register(name, cls, overwrite=True)
     return cls
 
 
@@ -147,9 +184,8 @@ def backbone_class(name: str) -> type[Backbone]:
     """The :class:`Backbone` class that builds ``name``; a ValueError listing the names otherwise."""
     try:
         return BACKBONES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"backbone: unknown name {name!r}; expected one of {sorted(BACKBONES)} or a "
-                         f"torch.nn.Module") from None
+    except TypeError:  # an unhashable name
+        raise BACKBONES.error(name) from None
 
 
 def build_backbone(name: str, *, width: int | None = None, input_size: int | None = None, record=None,
@@ -157,3 +193,30 @@ def build_backbone(name: str, *, width: int | None = None, input_size: int | Non
     """:meth:`Backbone.build` of the class registered for ``name``."""
     return backbone_class(name).build(name, width=width, input_size=input_size, record=record,
                                       num_classes=num_classes, generator=generator)
+
+
+def load_backbone_state(network: nn.Module, state: Mapping[str, torch.Tensor], source: str = "weights") -> None:
+    """Load theta0 into ``network``: every backbone key must match; the head only if shapes agree.
+
+    Raises ``ValueError`` listing missing keys, unexpected keys and shape mismatches.
+    """
+    own = network.state_dict()
+    head = getattr(network, "head_name", "linears") + "."
+    head_fits = all(k in state and state[k].shape == own[k].shape for k in own if k.startswith(head))
+    wanted = {k for k in own if head_fits or not k.startswith(head)}
+    given = {k for k in state if head_fits or not k.startswith(head)}
+    # Checkpoints from before BatchNorm counted its batches lack num_batches_tracked; it is unused.
+    missing = sorted(k for k in wanted - given if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(given - wanted)
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
+        for k in wanted & given if state[k].shape != own[k].shape
+    )
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ValueError(f"{source} do not fit this {type(network).__name__}: " + "; ".join(problems))
+    network.load_state_dict({k: state[k] for k in wanted & given}, strict=False)

@@ -6,18 +6,25 @@ basic blocks), ``end_bn_relu.0`` (the final BatchNorm) and ``linears`` (the head
 parameters: a 2x2 average pool followed by zero-padding of the channels wherever the resolution or
 the width changes. The same network serves 32x32 and 96x96 input: global average pooling makes the
 head independent of the resolution, so ``input_size`` only fixes the preprocessing.
+
+Its weights are declared here: the authors' checkpoint (``"transferad-resnet26"``) and the embedded
+theta0 (``"default"``, :data:`DEFAULT_WEIGHTS_FILE`); a checkpoint file without a stored record is
+described by its stem conv (:meth:`ResNet26.record_for_state`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Backbone, default_init, register_backbone
+from ..weights import WEIGHTS, WeightsRecord, record_from_file, register_weights, resolve_weights
+from .backbone import Backbone, default_init, load_backbone_state, register_backbone
 
 FEATURE_LAYERS = ("stem", "stage1", "stage2", "stage3", "pooled")
 """Names of the intermediate features that :meth:`ResNet26.features` can return."""
@@ -201,6 +208,25 @@ class ResNet26(Backbone):
         return int(input_size)
 
     @classmethod
+    def record_for_state(cls, name: str, path, state: Mapping[str, torch.Tensor]) -> WeightsRecord:
+        """A bare ResNet26 state dict (the authors' ``resnet26.pth``): its width is its stem conv's."""
+        if "pre_conv.weight" not in state:
+            raise ValueError(
+                f"weights: {path} is not a ResNet26 checkpoint (no 'pre_conv.weight'; first keys: "
+                f"{list(state)[:5]})"
+            )
+        return WeightsRecord(name=str(path), width=int(state["pre_conv.weight"].shape[0]), path=str(path),
+                             meta={"source": str(path)})
+
+    @classmethod
+    def check_stored_record(cls, record: WeightsRecord, path, state: Mapping[str, torch.Tensor]) -> None:
+        """The stored width must be the stem conv's."""
+        stem = state.get("pre_conv.weight")
+        if stem is not None and stem.ndim == 4 and int(stem.shape[0]) != record.width:
+            raise ValueError(f"weights: {path} stores width={record.width} in its record but its weights have "
+                             f"width {int(stem.shape[0])}")
+
+    @classmethod
     def build(cls, name: str, *, width: int | None, input_size: int | None, record, num_classes: int,
               generator: torch.Generator | None) -> "ResNet26":
         if input_size is not None:
@@ -255,8 +281,6 @@ def resnet26(
     >>> sorted(net.features(torch.zeros(2, 3, 32, 32), ["stem", "pooled"]))
     ['pooled', 'stem']
     """
-    from ..weights import load_backbone_state, resolve_weights
-
     record = resolve_weights(weights) if weights is not None else None
     if record is not None:
         if width is not None and width != record.width:
@@ -286,3 +310,33 @@ def resnet26(
     if record is not None:
         load_backbone_state(network, record.load_state_dict(progress=progress), source=record.name)
     return network
+
+
+# ---------------------------------------------------------------------------- ResNet26's weights
+register_weights(WeightsRecord(
+    name="transferad-resnet26",
+    width=64,
+    input_size=32,
+    filename="resnet26.pth",
+    meta={
+        "source": "the authors of Deecke et al. (2021), Google Drive file id 1uRmyJfs5OW2s0USoue6WbPdr_04MNOFI "
+                  "(linked from github.com/VICO-UoE/TransferAD)",
+        "dataset": "ImageNet at 32x32",
+        "paper": "Transfer-Based Semantic Anomaly Detection, ICML 2021",
+    },
+))
+
+
+DEFAULT_WEIGHTS_FILE = Path(__file__).parent.parent / "assets" / "resnet26-w16-tinyimagenet32.pth"
+DEFAULT_WEIGHTS_SHA256 = "b984c5e63cca1b01f1944b0aab5411ab011f32074672c96c458bfeccc00e315e"
+
+
+def _default_record() -> WeightsRecord:
+    """The embedded theta0: ResNet26 width 16, pretrained by ``skad-transfer pretrain`` on
+    Tiny-ImageNet-32 (``docs/weights.md`` has the command, its wall time and val top-1)."""
+    record = record_from_file(DEFAULT_WEIGHTS_FILE)
+    return replace(record, name="default", filename=DEFAULT_WEIGHTS_FILE.name, sha256=DEFAULT_WEIGHTS_SHA256)
+
+
+if DEFAULT_WEIGHTS_FILE.is_file():
+    WEIGHTS.register_lazy("default", _default_record, overwrite=True)

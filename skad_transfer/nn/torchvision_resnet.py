@@ -8,21 +8,29 @@ every 3x3 conv of the blocks (both convs of a BasicBlock, the middle conv of a B
 is wrapped in :class:`AdaptedConv`, whose ``conv`` is the very same module (its parameters, which
 the L2-SP anchor was taken from, are unchanged). The 7x7 stem and the 1x1 convs stay frozen too.
 
-Weights come from torchvision's weights API (:mod:`skad_transfer.weights` turns a
-``WeightsEnum`` into a record: its URL, hash check, cache and transforms are torchvision's).
+Weights come from torchvision's weights API: this module turns a ``WeightsEnum`` entry into a
+:class:`~skad_transfer.weights.WeightsRecord` (:func:`torchvision_record`: its URL, hash check, cache
+and transforms are torchvision's), finds the entry a name means for a network
+(:meth:`TorchvisionResNet.find_weights`) and reads it through torchvision
+(:meth:`TorchvisionResNet.read_weights`).
 """
 
 from __future__ import annotations
 
+import os
 from numbers import Integral
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
-from .backbone import Backbone, default_init, register_backbone
+from .. import weights as _weights  # its _reachable is looked up at each call (tests replace it)
+from ..weights import WeightsRecord
+from .backbone import Backbone, default_init, load_backbone_state, register_backbone
 
-__all__ = ["TorchvisionResNet", "AdaptedConv", "TORCHVISION_RESNETS", "MIN_INPUT_SIZE"]
+__all__ = ["TorchvisionResNet", "AdaptedConv", "TORCHVISION_RESNETS", "MIN_INPUT_SIZE", "TORCHVISION_HUB_TIMEOUT",
+           "torchvision_record", "torchvision_cache_file"]
 
 TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
                        "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d")
@@ -32,6 +40,8 @@ TORCHVISION_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet1
 MIN_INPUT_SIZE = 32
 #: Input size without weights (with weights it is theirs: 224 for torchvision's ImageNet weights).
 DEFAULT_INPUT_SIZE = 224
+TORCHVISION_HUB_TIMEOUT = 5.0
+"""Seconds to wait for torchvision's download server before saying which file to put where."""
 
 
 class AdaptedConv(nn.Module):
@@ -138,10 +148,34 @@ class TorchvisionResNet(Backbone):
         return int(input_size)
 
     @classmethod
+    def find_weights(cls, name: str, weights) -> WeightsRecord | None:
+        """The record of the torchvision entry ``weights`` names for ``name``: an entry, its name
+        (``"IMAGENET1K_V1"``, ``"DEFAULT"``, ``"default"``) or its full name
+        (``"ResNet50_Weights.IMAGENET1K_V2"``); None if it names none. An entry of another network is
+        a ValueError."""
+        entry = _torchvision_entry(weights, name)
+        return None if entry is None else torchvision_record(entry)
+
+    @classmethod
+    def record_for_state(cls, name: str, path, state: Mapping[str, torch.Tensor]) -> WeightsRecord:
+        """A local torchvision state dict, preprocessed like ``name``'s ``DEFAULT`` weights (ImageNet)."""
+        from torchvision.models import get_model_weights
+
+        if "conv1.weight" not in state:
+            raise ValueError(f"weights: {path} is not a torchvision {name} state dict (no 'conv1.weight'; "
+                             f"first keys: {list(state)[:5]})")
+        default = torchvision_record(get_model_weights(name).DEFAULT)
+        return WeightsRecord(name=str(path), arch=name, width=64, input_size=default.input_size, mean=default.mean,
+                             std=default.std, path=str(path), meta={"source": str(path)})
+
+    @classmethod
+    def read_weights(cls, record: WeightsRecord, progress: bool = False) -> dict[str, torch.Tensor] | None:
+        """A torchvision entry's state dict, through torchvision (None for a local file)."""
+        return None if record.torchvision is None else _torchvision_state_dict(record, progress)
+
+    @classmethod
     def build(cls, name: str, *, width: int | None, input_size: int | None, record, num_classes: int,
               generator: torch.Generator | None) -> "TorchvisionResNet":
-        from ..weights import load_backbone_state
-
         if width is not None:
             raise ValueError(f"width applies to backbone='resnet26' only; {name} has torchvision's own widths")
         if record is not None and record.arch != name:
@@ -160,3 +194,83 @@ class TorchvisionResNet(Backbone):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, input_size={self.input_size}, num_classes={self.num_classes}"
+
+
+# ---------------------------------------------------------------------------- torchvision's weights
+def _torchvision_entry(weights, arch: str):
+    """The torchvision weights entry that ``weights`` names for ``arch``, or None if it names none."""
+    from torchvision.models import WeightsEnum, get_model_weights, get_weight
+
+    enum = get_model_weights(arch)
+    if isinstance(weights, WeightsEnum):
+        if weights not in list(enum):
+            raise ValueError(f"weights: {weights} are not weights for backbone={arch!r} (those are "
+                             f"{[str(e) for e in enum]})")
+        return weights
+    if not isinstance(weights, str):
+        return None
+    if weights in ("default", "DEFAULT"):
+        return enum.DEFAULT
+    if weights in enum.__members__:
+        return enum[weights]
+    if "." in weights and weights.split(".", 1)[0].endswith("_Weights"):
+        try:
+            entry = get_weight(weights)
+        except (ValueError, KeyError, AttributeError):
+            raise ValueError(f"weights: torchvision has no weights {weights!r}; for {arch} it has "
+                             f"{[str(e) for e in enum]}") from None
+        return _torchvision_entry(entry, arch)
+    return None
+
+
+def torchvision_record(entry) -> WeightsRecord:
+    """The record of a torchvision weights entry (e.g. ``ResNet50_Weights.IMAGENET1K_V2``).
+
+    Source and preprocessing are torchvision's: the URL and the file name in torch hub's cache; the
+    input size (the transforms' crop) and mean/std of ``entry.transforms()``. ``meta`` keeps the
+    entry's ImageNet top-1 and recipe. Reading it (:meth:`WeightsRecord.load_state_dict`) goes
+    through ``entry.get_state_dict`` (a download into the cache with torchvision's hash check).
+    """
+    arch = _torchvision_arch(entry)
+    transforms = entry.transforms()
+    metrics = entry.meta.get("_metrics", {}).get("ImageNet-1K", {})
+    full_name = f"{type(entry).__name__}.{entry.name}"
+    # width=64: the record field's default, which a torchvision network does not have (it is kept in
+    # the record, and so in its hash and its checkpoints, as it always was).
+    return WeightsRecord(
+        name=full_name, arch=arch, width=64, input_size=int(transforms.crop_size[0]), mean=tuple(transforms.mean),
+        std=tuple(transforms.std), filename=os.path.basename(entry.url), url=entry.url, torchvision=full_name,
+        meta={"source": "torchvision", "dataset": "ImageNet-1K", "recipe": entry.meta.get("recipe"),
+              "acc@1": metrics.get("acc@1"), "resize_size": int(transforms.resize_size[0])},
+    )
+
+
+def _torchvision_arch(entry) -> str:
+    from torchvision.models import get_model_weights
+
+    for arch in TORCHVISION_RESNETS:
+        if type(entry) is get_model_weights(arch):
+            return arch
+    raise ValueError(f"weights: {entry} are not for a torchvision ResNet ({TORCHVISION_RESNETS})")
+
+
+def torchvision_cache_file(record: WeightsRecord) -> Path:
+    """Where torchvision keeps (and looks for) a torchvision record's file: torch hub's cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / record.filename
+
+
+def _torchvision_state_dict(record: WeightsRecord, progress: bool) -> dict[str, torch.Tensor]:
+    from torchvision.models import get_weight
+
+    cached = torchvision_cache_file(record)
+    if not cached.is_file() and not _weights._reachable(record.url, TORCHVISION_HUB_TIMEOUT):
+        # torch.hub would wait on the network for minutes; say at once what to do instead.
+        raise FileNotFoundError(
+            f"weights {record.name!r} are not in torch hub's cache and {record.url} cannot be reached: "
+            f"download that file and put it at {cached} (the cache folder follows $TORCH_HOME), or pass "
+            f"the path of a local copy as weights=..."
+        )
+    try:
+        return dict(get_weight(record.torchvision).get_state_dict(progress=progress, check_hash=True))
+    except RuntimeError as error:  # torch.hub's hash check
+        raise OSError(f"weights {record.name!r}: {cached}: {error}; delete the file and retry") from error
