@@ -26,7 +26,11 @@ MODULES = {
     "skad_transfer.pretrain": "Pretraining theta0",
     "skad_transfer.scoring": "Scores: the logit, kNN on the fitted features, their sum",
     "skad_transfer.export": "Deployment (ONNX)",
-    "skad_transfer.engine": "The training core",
+    "skad_transfer.training": "Training: the loop and its callbacks",
+    "skad_transfer.training.callbacks": "Training callbacks",
+    "skad_transfer.device": "Device and precision",
+    "skad_transfer.inference": "Batched inference",
+    "skad_transfer.data.fitdata": "One fit's data path",
     "skad_transfer.bench": "Benchmarks",
     "skad_transfer.bench.devsuite": "The development suite",
 }

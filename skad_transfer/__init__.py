@@ -1,5 +1,6 @@
 """skad-transfer: transfer-based semantic anomaly detection (Deecke et al., ICML 2021) for scikit-learn."""
 
+from ._version import __version__
 from .data.corpora import OutlierCorpus, list_corpora, register_corpus
 from .detectors import (ADIBDetector, ADRADetector, DeepADDetector, DOCDetector, DSVDDDetector, HSCDetector,
                         KNNDetector, LabelsIgnoredWarning)
@@ -9,7 +10,6 @@ from .nn import ResNet26, resnet26
 from .scoring import OutlierExposureWarning
 from .weights import WeightsRecord, list_weights, register_weights
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ADIBDetector", "ADRADetector", "DeepADDetector", "DSVDDDetector", "HSCDetector", "DOCDetector", "KNNDetector",

@@ -163,7 +163,7 @@ def float_in(low: float, high: float = math.inf, *, low_open: bool = False,
 
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``skad-transfer`` parser, with every subcommand or only ``commands``."""
-    from . import __version__
+    from ._version import __version__
 
     parser = _Parser(prog="skad-transfer", description=__doc__.splitlines()[0],
                      formatter_class=_HelpFormatter)

@@ -21,10 +21,11 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from .data.images import validate_images
-from .engine import PRECISIONS, apply_batched, resolve_device
-from .nn import BACKBONES, Backbone, build_backbone
+from .device import PRECISIONS, resolve_device
+from .inference import apply_batched
+from .nn import BACKBONES, Backbone, build_backbone, load_backbone_state
 from .persistence import PortableNetworkMixin
-from .weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
+from .weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, resolve_weights
 
 POOLINGS = ("avg", "max", "none")
 #: Every feature tap some backbone has (each backbone's own are its ``feature_layers``).

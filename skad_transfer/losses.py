@@ -33,16 +33,17 @@ import torch
 from scipy import optimize, special
 from torch import nn
 
+from ._registry import Registry
 from .data.augment import normalize
-from .engine import Precision, TrainingData, apply_batched
+from .data.fitdata import TrainingData
+from .device import Precision
+from .inference import apply_batched
 from .nn.backbone import Backbone, backbone_class
 from .objectives import doc_loss, dsvdd_loss, hsc_loss, oe_bce_objective, pseudo_huber
+from .training.finetune import Objective  # the contract: what a loss hands to training
 
 __all__ = ["AUTO_QUANTILE", "LOSSES", "DOCLoss", "DeepSVDDLoss", "FitContext", "HypersphereLoss", "Loss",
            "OutlierExposureBCE", "make_loss", "pooled_features", "theta0_classifier_head", "with_classifier_head"]
-
-Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-"""``objective(network, x_normal, x_outlier) -> loss``, as :func:`skad_transfer.engine.train` calls it."""
 
 AUTO_QUANTILE = 0.1
 """``contamination="auto"`` for the distance-based losses: the soft-boundary radius of Ruff et al.
@@ -378,8 +379,8 @@ def mean_features(network: Backbone, context: FitContext) -> np.ndarray:
     return features.double().mean(dim=0).float().numpy()
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (OutlierExposureBCE, HypersphereLoss, DeepSVDDLoss,
-                                                          DOCLoss)}
+LOSSES = Registry("loss", {cls.name: cls for cls in (OutlierExposureBCE, HypersphereLoss, DeepSVDDLoss, DOCLoss)},
+                  unknown="loss must be one of {choices}, got {name!r}")
 """The losses by name (a detector's ``loss=`` parameter)."""
 
 
@@ -387,7 +388,5 @@ def make_loss(name: str, *, center=None, **settings) -> Loss:
     """The loss called ``name`` (a key of :data:`LOSSES`) with the ``settings`` it takes (others are
     ignored, so that every member of a family can be given the family's parameters) and, when
     scoring a fitted detector, its centre."""
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     cls = LOSSES[name]
     return cls(center=center, **{key: settings[key] for key in cls.settings if key in settings})

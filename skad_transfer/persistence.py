@@ -16,6 +16,8 @@ import warnings
 
 import torch
 
+from ._version import __version__
+
 __all__ = ["InconsistentVersionWarning", "PortableNetworkMixin"]
 
 _VERSION_KEY = "_skad_transfer_version"
@@ -67,7 +69,6 @@ class PortableNetworkMixin:
 def _portable_network_state(state) -> dict:
     """``__getstate__`` for estimators holding ``network_`` on ``device_``: CPU tensors in the pickle,
     so that a model fitted on CUDA loads anywhere, and the skad-transfer version that pickled it."""
-    from . import __version__  # at call time: the package imports this module before it sets it
 
     state = dict(state)  # object.__getstate__ returns the live __dict__
     state[_VERSION_KEY] = __version__
@@ -84,7 +85,6 @@ def _restore_network_device(estimator, state) -> None:
     back to ``device_``, or to the CPU where that CUDA device does not exist; warns with
     :class:`InconsistentVersionWarning` when another skad-transfer version (or one from before
     versions were recorded) pickled it."""
-    from . import __version__
 
     estimator.__dict__.pop(_VERSION_KEY, None)
     original = state.get(_VERSION_KEY, "unknown")

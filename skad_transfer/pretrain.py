@@ -9,10 +9,10 @@ cross-entropy. The result is written with :func:`skad_transfer.weights.save_weig
 ``weights=`` argument of the package accepts the file.
 
 This module is the recipe and its command line; the training itself is the package's one loop,
-:func:`skad_transfer.engine.run_epochs`, which the detectors' fine-tuning uses too: its
-checkpoints (written atomically after every epoch), its per-``(seed, epoch)`` randomness (a run
-resumed from its checkpoint ends with the same weights as an uninterrupted one), its divergence
-checks and progress bar. Reading labelled data is :mod:`skad_transfer.data.labelled`.
+:func:`skad_transfer.training.run_epochs`, which the detectors' fine-tuning uses too, with its
+callbacks: checkpoints (written atomically after every epoch), the divergence guard, the progress
+bar, DDP synchronisation; and its per-``(seed, epoch)`` randomness (a run resumed from its
+checkpoint ends with the same weights as an uninterrupted one). Reading labelled data is :mod:`skad_transfer.data.labelled`.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the same function trains with DistributedDataParallel: all
 ranks draw the same permutation and each takes its share of every global batch; only rank 0 prints
@@ -41,8 +41,9 @@ from torch import nn
 from .data.augment import normalize, random_crop_flip
 from .data.labelled import (FORMATS, ImageSource, channel_stats, encode_labels, encode_val_labels,
                             load_labelled_data, stratified_holdout)
-from .engine import (Checkpointing, Distributed, Precision, Progress, Step, fingerprint, on_device, placed,
-                     resolve_device, run_epochs, seeded_generator)
+from .device import Precision, on_device, placed, resolve_device
+from .training import (Checkpoint, Checkpointing, Distributed, DistributedSync, DivergenceGuard, EpochEnd, EpochScores,
+                       ProgressBar, Step, fingerprint, run_epochs, seeded_generator)
 from .nn.resnet import SUPPORTED_INPUT_SIZES, ResNet26
 from .weights import WeightsRecord, save_weights
 
@@ -177,132 +178,83 @@ def _evaluate(network: nn.Module, source: ImageSource, rows: np.ndarray, labels:
     return float(counts[0] / counts[1])
 
 
-def pretrain(
-    X,
-    y,
-    *,
-    output: str | os.PathLike,
-    X_val=None,
-    y_val=None,
-    val_fraction: float = 0.02,
-    classes: Sequence | None = None,
-    width: int = 16,
-    input_size: int = 32,
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    weight_decay: float = 5e-4,
-    schedule: str = "cosine",
-    warmup_epochs: float = 0.0,
-    label_smoothing: float = 0.0,
-    crop_padding: int = 4,
-    flip: bool = True,
-    precision: str = "auto",
-    device="auto",
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = True,
-    random_state: int = 0,
-    verbose: bool = True,
-    dataset_name: str | None = None,
-    name: str | None = None,
-    distributed: bool | None = None,
-    callback: Callable[[dict], Any] | None = None,
-) -> tuple[ResNet26, WeightsRecord]:
+def pretrain(X, y, *, output: str | os.PathLike, X_val=None, y_val=None, val_fraction: float = 0.02,
+             classes: Sequence | None = None, width: int = 16, input_size: int = 32, epochs: int = 30,
+             batch_size: int = 128, lr: float = 0.1, momentum: float = 0.9, nesterov: bool = True,
+             weight_decay: float = 5e-4, schedule: str = "cosine", warmup_epochs: float = 0.0,
+             label_smoothing: float = 0.0, crop_padding: int = 4, flip: bool = True, precision: str = "auto",
+             device="auto", checkpoint: str | os.PathLike | None = None, resume: bool = True, random_state: int = 0,
+             verbose: bool = True, dataset_name: str | None = None, name: str | None = None,
+             distributed: bool | None = None, callback: Callable[[dict], Any] | None = None,
+             ) -> tuple[ResNet26, WeightsRecord]:
     """Train a ResNet26 classifier on labelled images and save it as a theta0 weights file.
 
     Parameters
     ----------
     X : array-like of images
-        Training images in any form :func:`~skad_transfer.data.as_image_batch` accepts; typically
-        uint8 ``(N, H, W, 3)`` as returned by the loaders of :mod:`skad_transfer.data.datasets`
-        (memory maps included). Images are resized to ``input_size`` if needed. Sets larger than
-        :data:`~skad_transfer.data.labelled.IN_MEMORY_BYTES` that are 4-D uint8 arrays are not
-        copied: batches are read by index.
+        Any form :func:`~skad_transfer.data.as_image_batch` accepts, typically uint8 ``(N, H, W, 3)``
+        from :mod:`skad_transfer.data.datasets`' loaders, resized to ``input_size`` if needed; 4-D uint8
+        arrays (memory maps) over :data:`~skad_transfer.data.labelled.IN_MEMORY_BYTES` are read by index.
     y : array-like of shape (N,)
-        Class labels. Non-negative integers are used as class indices as they are (the head has
-        ``max(y) + 1`` outputs, or ``len(classes)``); other labels are encoded in sorted order.
+        Class labels: non-negative integers are class indices (``max(y) + 1`` outputs, or
+        ``len(classes)``), other labels are encoded in sorted order.
     output : str or path-like
-        Where the theta0 file is written (with :func:`skad_transfer.weights.save_weights`).
+        The theta0 file to write (:func:`skad_transfer.weights.save_weights`).
     X_val, y_val : optional
-        A validation set. When omitted, a stratified ``val_fraction`` of ``X`` is held out (drawn
-        with ``random_state``) and not trained on.
+        A validation set; without it a stratified ``val_fraction`` of ``X`` is held out.
     val_fraction : float, default=0.02
         Fraction of each class held out when ``X_val`` is None; 0 disables validation.
     classes : sequence, optional
         Class names for integer labels (recorded in the file's metadata).
-    width : int, default=16
-        ResNet26 width (64 is the paper's network).
-    input_size : {32, 96}, default=32
-    epochs : int, default=30
+    width, input_size, epochs : int, {32, 96}, int, default=16, 32, 30
+        ResNet26 width (64 is the paper's network), network input size, passes over ``X``.
     batch_size : int, default=128
         Global batch size; with ``W`` processes each takes ``batch_size // W`` images per step.
-    lr : float, default=0.1
-        Peak learning rate (reached after warm-up).
-    momentum : float, default=0.9
-    nesterov : bool, default=True
-    weight_decay : float, default=5e-4
+    lr, momentum, nesterov, weight_decay : float, float, bool, float, default=0.1, 0.9, True, 5e-4
+        SGD's peak learning rate (reached after warm-up), momentum, Nesterov momentum and weight decay.
     schedule : {"cosine", "step"}, default="cosine"
-        ``"cosine"`` anneals to 0 per step; ``"step"`` divides the rate by 10 at 50% and 75% of
-        the epochs.
-    warmup_epochs : float, default=0
-        Linear warm-up of the learning rate over this many epochs (per step).
-    label_smoothing : float, default=0
-        Passed to :func:`torch.nn.functional.cross_entropy`.
-    crop_padding : int, default=4
-        Zero padding of the random crop; 0 disables cropping.
-    flip : bool, default=True
-        Random horizontal flips.
+        Annealed to 0 per step, or divided by 10 at 50% and 75% of the epochs.
+    warmup_epochs, label_smoothing : float, default=0
+        Linear warm-up of the learning rate over this many epochs; the cross-entropy's smoothing.
+    crop_padding, flip : int, bool, default=4, True
+        Zero padding of the random crop (0: no cropping); random horizontal flips.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
-        See :meth:`skad_transfer.engine.Precision.resolve`: bf16 autocast on CUDA and on CPUs with
-        native bf16. Use ``"float32"`` for bitwise-reproducible CPU runs.
+        :meth:`skad_transfer.device.Precision.resolve`; ``"float32"`` for bitwise-reproducible CPU runs.
     device : "auto", "cpu", "cuda", "cuda:N" or torch.device, default="auto"
         Under DDP on CUDA each process uses ``cuda:LOCAL_RANK`` instead of the index given.
     checkpoint : str or path-like, optional
-        A file rewritten atomically after every epoch, in the one checkpoint format of
-        :func:`skad_transfer.engine.run_epochs` (network, optimiser, scheduler, epoch, history,
-        fingerprint of the data and settings). With ``resume`` an existing checkpoint of the same run
-        (same data and settings) is continued from its last finished epoch; one of another run
-        raises a ValueError.
+        Rewritten atomically after every epoch (:mod:`skad_transfer.training.checkpoints`); with
+        ``resume``, the same run's (same data and settings) is continued, another run's refused.
     resume : bool, default=True
-        False ignores and overwrites an existing checkpoint.
+        False ignores (and overwrites) an existing checkpoint.
     random_state : int, default=0
-        Seeds the initialisation, the hold-out, the statistics sample and, per epoch, the
-        permutation and the augmentations.
+        Seeds the initialisation, the hold-out, the statistics sample and each epoch's draws.
     verbose : bool, default=True
-        A tqdm progress bar (steps, loss, running accuracy) and one line per epoch, on rank 0.
-    dataset_name : str, optional
-        Recorded as ``meta["dataset"]``.
-    name : str, optional
-        The record's name; defaults to the file stem of ``output``.
+        A progress bar (steps, loss, running accuracy) and a line per epoch, on rank 0.
+    dataset_name, name : str, optional
+        Recorded as ``meta["dataset"]``; the record's name (default: the file stem of ``output``).
     distributed : bool, optional
-        None: use DistributedDataParallel when launched with ``WORLD_SIZE`` > 1 (``torchrun``).
-        True: always (a one-process group if no launcher set the environment). False: never.
+        DDP when launched with ``WORLD_SIZE`` > 1 (``torchrun``, None), always (True), never (False).
     callback : callable, optional
-        ``callback(entry)`` after every epoch (after its checkpoint is written), on every rank,
-        with that epoch's history entry. Returning True stops training there (early stopping;
-        the entry records ``"stopped_early"``). An exception raised by it stops training too;
-        rerunning with the same checkpoint resumes.
+        ``callback(entry)`` with each epoch's history entry, after its checkpoint is written, on
+        every rank. Returning True stops training there (the entry records ``"stopped_early"``);
+        an exception stops it too, and rerunning with the same checkpoint resumes.
 
     Returns
     -------
     network : ResNet26
         The trained classifier (``num_classes`` outputs) on the CPU, in eval mode.
     record : WeightsRecord
-        The record of the written file: ``path``, ``sha256``, ``mean``/``std`` (the training
-        set's), and ``meta`` with dataset, n_classes, classes (names, or their count when there
-        are more than 200), epochs, batch_size, lr, schedule, val_top1, train_seconds, device,
-        precision, world_size, torch version, the command line and ``history``: one dict per epoch
-        (epoch, steps, lr, loss, train_top1, seconds, images_per_second, val_top1). The same record is
-        returned on every rank.
+        The written file's (the same on every rank): ``path``, ``sha256``, ``mean``/``std`` (the
+        training set's), and ``meta``: the data (dataset, classes), the settings, ``val_top1``,
+        ``train_seconds``, device, precision, the command line and the per-epoch ``history``.
 
     Raises
     ------
     ValueError
         Invalid settings or data (each message names the argument), or a checkpoint of another run.
     TrainingDivergedError
-        The loss became NaN or infinite.
+        The loss, the weights or the BatchNorm statistics became NaN or infinite.
 
     Examples
     --------
@@ -318,13 +270,7 @@ def pretrain(
         label_smoothing=label_smoothing, crop_padding=crop_padding, flip=flip, random_state=random_state,
     )
     val_fraction = _check_float(val_fraction, "val_fraction", 0.0, 1.0, high_open=True)
-    if output is None:
-        raise ValueError("output: a path for the theta0 file is required")
-    output = Path(output)
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.resolve() == output.resolve():
-        raise ValueError("checkpoint must differ from output")
-
+    output, checkpoint = _checked_paths(output, checkpoint)
     dist = Distributed(distributed, resolve_device(device))
     try:
         return _pretrain(X, y, X_val, y_val, recipe, val_fraction=val_fraction, classes=classes, output=output,
@@ -334,32 +280,41 @@ def pretrain(
         dist.close()
 
 
-def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, classes, output: Path, precision: str,
-              checkpoint: Path | None, resume: bool, verbose: bool, dataset_name: str | None, name: str | None,
-              callback: Callable[[dict], Any] | None, dist: Distributed,
-              started_wall: float) -> tuple[ResNet26, WeightsRecord]:
-    device = dist.device
-    verbose = bool(verbose) and dist.is_main
-    world = dist.world_size
-    if recipe.batch_size < world:
-        raise ValueError(f"batch_size={recipe.batch_size} is smaller than the number of processes ({world})")
-    if recipe.batch_size % world:
-        warnings.warn(f"batch_size={recipe.batch_size} is not a multiple of the {world} processes; each takes "
-                      f"{recipe.batch_size // world} images per step", stacklevel=3)
-    global_batch = (recipe.batch_size // world) * world
-    mode = Precision.resolve(device, precision)
+def _checked_paths(output, checkpoint) -> tuple[Path, Path | None]:
+    if output is None:
+        raise ValueError("output: a path for the theta0 file is required")
+    output = Path(output)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.resolve() == output.resolve():
+        raise ValueError("checkpoint must differ from output")
+    return output, checkpoint
 
-    # ---- data -----------------------------------------------------------------------------
+
+@dataclass
+class _LabelledSplit:
+    """A pretraining run's images and labels, split into training and validation rows."""
+
+    source: ImageSource
+    codes: np.ndarray
+    class_names: list
+    val_source: ImageSource
+    val_codes: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+def _split_labelled(X, y, X_val, y_val, classes, recipe: _Recipe, val_fraction: float,
+                    device: torch.device) -> _LabelledSplit:
+    """Read and encode the labels; the validation rows are ``X_val``'s, or a stratified
+    ``val_fraction`` of ``X`` held out with the recipe's seed."""
     source = ImageSource(X, name="X", input_size=recipe.input_size, device=device)
     codes, class_names = encode_labels(y, len(source), classes, "y")
-    n_classes = len(class_names)
     if X_val is not None or y_val is not None:
         if X_val is None or y_val is None:
             raise ValueError("X_val and y_val must be given together")
         val_source = ImageSource(X_val, name="X_val", input_size=recipe.input_size, device=device)
         val_codes = encode_val_labels(y_val, len(val_source), codes, y, class_names)
-        train_rows = np.arange(len(source))
-        val_rows = np.arange(len(val_source))
+        train_rows, val_rows = np.arange(len(source)), np.arange(len(val_source))
     else:
         val_source, val_codes = source, codes
         if val_fraction > 0:
@@ -368,26 +323,26 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
             train_rows, val_rows = np.arange(len(source)), np.empty(0, np.int64)
     if len(train_rows) == 0:
         raise ValueError("X: no training images left after the validation hold-out")
-    mean, std = channel_stats(source, train_rows, recipe.random_state)
-    labels = torch.as_tensor(codes).to(device)
-    val_labels = torch.as_tensor(val_codes).to(device) if val_source is not source else labels
+    return _LabelledSplit(source, codes, class_names, val_source, val_codes, train_rows, val_rows)
 
-    n_train = len(train_rows)
-    # Every rank pads the same permutation to a multiple of the world size (as DistributedSampler
-    # does), so no rank ever gets an empty share of the last batch.
-    n_padded = math.ceil(n_train / world) * world
-    steps = math.ceil(n_padded / global_batch)
-    settings = {"n_train": n_train, "n_val": len(val_rows), "n_classes": n_classes,
-                **asdict(recipe), "batch_size": global_batch}
-    run_id = fingerprint(_RUN_FORMAT, sorted(settings.items()), *_data_identity(X, codes),
-                         *(() if X_val is None else _data_identity(X_val, val_codes)), val_rows)
 
-    # ---- model, optimiser and one epoch's steps ---------------------------------------------
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.random_state)
-        network = ResNet26(width=recipe.width, input_size=recipe.input_size, num_classes=n_classes)
-    rows_of = torch.as_tensor(train_rows)
-    mean_t, std_t = on_device(mean, device), on_device(std, device)
+def _global_batch(batch_size: int, world: int) -> int:
+    """The images of one step on all ranks: ``batch_size`` rounded down to a multiple of the ranks."""
+    if batch_size < world:
+        raise ValueError(f"batch_size={batch_size} is smaller than the number of processes ({world})")
+    if batch_size % world:
+        warnings.warn(f"batch_size={batch_size} is not a multiple of the {world} processes; each takes "
+                      f"{batch_size // world} images per step", stacklevel=4)
+    return (batch_size // world) * world
+
+
+def _classification_steps(split: _LabelledSplit, labels: torch.Tensor, recipe: _Recipe, mode: Precision, *,
+                          mean_t: torch.Tensor, std_t: torch.Tensor, global_batch: int, steps: int, n_padded: int,
+                          dist: Distributed):
+    """``epoch_steps(model, epoch)`` for :func:`run_epochs`: this rank's share of each global batch of
+    a seeded permutation, augmented on the device, through the cross-entropy."""
+    device, world, n_train = dist.device, dist.world_size, len(split.train_rows)
+    rows_of = torch.as_tensor(split.train_rows)
 
     def epoch_steps(model: nn.Module, epoch: int) -> Iterator[Step]:
         order = torch.randperm(n_train, generator=seeded_generator("pretrain", recipe.random_state, "order", epoch))
@@ -398,7 +353,7 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
         for step in range(steps):
             share = torch.tensor_split(order[step * global_batch:(step + 1) * global_batch], world)[dist.rank]
             rows = rows_of[share]
-            images = source.take(rows, device)
+            images = split.source.take(rows, device)
             target = labels[rows.to(labels.device, non_blocking=True)]
             if recipe.crop_padding or recipe.flip:
                 images = random_crop_flip(images, recipe.crop_padding, flip=recipe.flip, generator=augment)
@@ -408,11 +363,11 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
             loss = F.cross_entropy(logits.float(), target, label_smoothing=recipe.label_smoothing)
             yield Step(loss, len(rows), {"train_top1": (logits.argmax(dim=1) == target).sum()})
 
-    def evaluate(trained: nn.Module) -> dict:
-        return {"val_top1": _evaluate(trained, val_source, val_rows, val_labels, device=device, precision=mode,
-                                      mean=mean_t, std=std_t, batch_size=1024 if device.type == "cuda" else 256,
-                                      dist=dist)}
+    return epoch_steps
 
+
+def _epoch_line(recipe: _Recipe, verbose: bool, callback: Callable[[dict], Any] | None):
+    """The end-of-epoch function: one printed line per epoch (``verbose``), then the user's ``callback``."""
     def after_epoch(entry: dict):
         if verbose:
             val = "n/a" if entry["val_top1"] is None else f"{100 * entry['val_top1']:.2f}%"
@@ -422,6 +377,67 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
                        f"{100 * entry['train_top1']:.2f}%, val top-1 {val}, lr {entry['lr']:.4g}, "
                        f"{entry['images_per_second']:.0f} img/s", file=sys.stderr)
         return callback(entry) if callback is not None else None
+
+    return after_epoch
+
+
+def _theta0_meta(split: _LabelledSplit, recipe: _Recipe, history: list[dict], *, dataset_name, global_batch: int,
+                 device: torch.device, world: int, mode: Precision) -> dict:
+    """What the theta0 file records of its run (``record.meta``)."""
+    n_classes = len(split.class_names)
+    return {
+        "dataset": dataset_name,
+        "n_classes": n_classes,
+        "classes": [str(c) for c in split.class_names] if n_classes <= _MAX_LISTED_CLASSES else n_classes,
+        "n_train": len(split.train_rows),
+        "n_val": int(len(split.val_rows)),
+        **{k: v for k, v in asdict(recipe).items() if k not in ("width", "input_size", "crop_padding", "flip")},
+        "batch_size": global_batch,
+        "val_top1": history[-1]["val_top1"] if history else None,
+        "train_top1": history[-1]["train_top1"] if history else None,
+        "train_seconds": round(sum(h["seconds"] for h in history), 3),
+        "device": str(device),
+        "world_size": world,
+        "precision": mode.name,
+        "torch": str(torch.__version__),
+        "command": shlex.join(sys.argv),
+        "history": history,
+    }
+
+
+def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, classes, output: Path, precision: str,
+              checkpoint: Path | None, resume: bool, verbose: bool, dataset_name: str | None, name: str | None,
+              callback: Callable[[dict], Any] | None, dist: Distributed,
+              started_wall: float) -> tuple[ResNet26, WeightsRecord]:
+    device, world = dist.device, dist.world_size
+    verbose = bool(verbose) and dist.is_main
+    global_batch = _global_batch(recipe.batch_size, world)
+    mode = Precision.resolve(device, precision)
+    split = _split_labelled(X, y, X_val, y_val, classes, recipe, val_fraction, device)
+    mean, std = channel_stats(split.source, split.train_rows, recipe.random_state)
+    labels = torch.as_tensor(split.codes).to(device)
+    val_labels = torch.as_tensor(split.val_codes).to(device) if split.val_source is not split.source else labels
+    n_train = len(split.train_rows)
+    # Every rank pads the same permutation to a multiple of the world size (as DistributedSampler
+    # does), so no rank ever gets an empty share of the last batch.
+    n_padded = math.ceil(n_train / world) * world
+    steps = math.ceil(n_padded / global_batch)
+    settings = {"n_train": n_train, "n_val": len(split.val_rows), "n_classes": len(split.class_names),
+                **asdict(recipe), "batch_size": global_batch}
+    run_id = fingerprint(_RUN_FORMAT, sorted(settings.items()), *_data_identity(X, split.codes),
+                         *(() if X_val is None else _data_identity(X_val, split.val_codes)), split.val_rows)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.random_state)
+        network = ResNet26(width=recipe.width, input_size=recipe.input_size, num_classes=len(split.class_names))
+    mean_t, std_t = on_device(mean, device), on_device(std, device)
+    epoch_steps = _classification_steps(split, labels, recipe, mode, mean_t=mean_t, std_t=std_t,
+                                        global_batch=global_batch, steps=steps, n_padded=n_padded, dist=dist)
+
+    def evaluate(trained: nn.Module) -> dict:
+        return {"val_top1": _evaluate(trained, split.val_source, split.val_rows, val_labels, device=device,
+                                      precision=mode, mean=mean_t, std=std_t,
+                                      batch_size=1024 if device.type == "cuda" else 256, dist=dist)}
 
     checkpointing = None
     if checkpoint is not None:
@@ -433,42 +449,22 @@ def _pretrain(X, y, X_val, y_val, recipe: _Recipe, *, val_fraction: float, class
                                     weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _LRFactor(recipe.schedule, steps, recipe.epochs, recipe.warmup_epochs))
-        history = run_epochs(
-            network, optimizer, scheduler, epoch_steps, epochs=recipe.epochs, steps_per_epoch=steps, device=device,
-            checkpointing=checkpointing, distributed=dist, evaluate=evaluate, after_epoch=after_epoch,
-            progress=Progress(verbose, f"pretrain {dataset_name or ''}".strip(), delay=0.0),
-            advice="lower lr, add warmup_epochs, or check the inputs", cudnn_benchmark=True,
-        )
+        callbacks = [DivergenceGuard("lower lr, add warmup_epochs, or check the inputs"), DistributedSync(),
+                     EpochScores(evaluate), *([Checkpoint(checkpointing)] if checkpointing is not None else []),
+                     ProgressBar(verbose, f"pretrain {dataset_name or ''}".strip(), delay=0.0),
+                     EpochEnd(_epoch_line(recipe, verbose, callback))]
+        history = run_epochs(network, optimizer, scheduler, epoch_steps, epochs=recipe.epochs, steps_per_epoch=steps,
+                             device=device, callbacks=callbacks, distributed=dist, cudnn_benchmark=True)
 
-    # ---- theta0 ------------------------------------------------------------------------------
     network.eval()
-    val_top1 = history[-1]["val_top1"] if history else None
-    meta = {
-        "dataset": dataset_name,
-        "n_classes": n_classes,
-        "classes": [str(c) for c in class_names] if n_classes <= _MAX_LISTED_CLASSES else n_classes,
-        "n_train": n_train,
-        "n_val": int(len(val_rows)),
-        **{k: v for k, v in asdict(recipe).items() if k not in ("width", "input_size", "crop_padding", "flip")},
-        "batch_size": global_batch,
-        "val_top1": val_top1,
-        "train_top1": history[-1]["train_top1"] if history else None,
-        "train_seconds": round(sum(h["seconds"] for h in history), 3),
-        "device": str(device),
-        "world_size": world,
-        "precision": mode.name,
-        "torch": str(torch.__version__),
-        "command": shlex.join(sys.argv),
-        "history": history,
-    }
-    record = None
-    if dist.is_main:
-        record = save_weights(network, output, name=name, mean=mean, std=std, meta=meta)
+    meta = _theta0_meta(split, recipe, history, dataset_name=dataset_name, global_batch=global_batch, device=device,
+                        world=world, mode=mode)
+    record = save_weights(network, output, name=name, mean=mean, std=std, meta=meta) if dist.is_main else None
     record = dist.broadcast_object(record)
     dist.finish()
     network.to("cpu")
     if verbose:
-        val = "n/a" if val_top1 is None else f"{100 * val_top1:.2f}%"
+        val = "n/a" if meta["val_top1"] is None else f"{100 * meta['val_top1']:.2f}%"
         print(f"pretrain: val top-1 {val} after {len(history)} epochs, {time.perf_counter() - started_wall:.1f} s "
               f"wall; wrote {record.path} (sha256 {record.sha256})", file=sys.stderr, flush=True)
     return network, record

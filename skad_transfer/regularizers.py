@@ -5,7 +5,7 @@
 before training starts (EWC's Fisher), and the ``penalty()`` the training engine adds to every
 step's loss. The penalties themselves are plain tensor functions in :mod:`skad_transfer.objectives`
 (:func:`~skad_transfer.objectives.l2_sp`, :func:`~skad_transfer.objectives.ewc_penalty`). Adding a
-regularizer is one subclass and one entry in :data:`REGULARIZER_CLASSES`.
+regularizer is one subclass and one entry in :data:`REGULARIZERS`, the one list of their names.
 
 EWC's Fisher is estimated once, at theta0, from per-sample gradients on up to ``batch_size`` normal
 and ``batch_size`` OE images (un-augmented, BatchNorm in eval mode), of the log-likelihood of
@@ -29,23 +29,16 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ._registry import Registry
 from .data.augment import normalize
+from .data.fitdata import TrainingData
 from .data.sampling import permutation_prefix
-from .engine import TrainingData
 from .losses import FitContext, with_classifier_head
 from .nn.backbone import Backbone
-from .objectives import REGULARIZERS, diagonal_fisher, ewc_penalty, l2_sp
+from .objectives import diagonal_fisher, ewc_penalty, l2_sp
 
-__all__ = ["REGULARIZER_PARAMETER_CONSTRAINTS", "REGULARIZER_CLASSES", "Regularizer", "L2SP", "L2SPReference", "EWC",
-           "make_regularizer", "theta0_fisher"]
-
-REGULARIZER_PARAMETER_CONSTRAINTS = {
-    "regularizer": [StrOptions(set(REGULARIZERS)), None],
-    "alpha": [Interval(Real, 0, None, closed="left")],
-    "ewc_lambda": [Interval(Real, 0, None, closed="left")],
-}
-"""scikit-learn parameter constraints of the detectors that take ``regularizer``, ``alpha`` and ``ewc_lambda``."""
-
+__all__ = ["REGULARIZER_PARAMETER_CONSTRAINTS", "REGULARIZERS", "REGULARIZER_CLASSES", "Regularizer", "L2SP",
+           "L2SPReference", "EWC", "make_regularizer", "theta0_fisher"]
 
 class Regularizer:
     """A pull toward theta0 of strength ``strength`` (the detector parameter :attr:`strength_parameter`).
@@ -140,8 +133,25 @@ class EWC(Regularizer):
         return lambda: ewc_penalty(regularized, anchors, fisher, strength)
 
 
-REGULARIZER_CLASSES: dict[str, type[Regularizer]] = {cls.name: cls for cls in (L2SP, L2SPReference, EWC)}
-"""The regularizers by name (a detector's ``regularizer=`` parameter)."""
+REGULARIZERS = Registry("regularizer", {cls.name: cls for cls in (L2SP, L2SPReference, EWC)},
+                        unknown="regularizer must be one of {choices} or None, got {name!r}")
+"""The regularizers by name (a detector's ``regularizer=`` parameter). ``"l2sp"``: the paper's
+``alpha * ||theta - theta0||_2^2`` over every parameter that has a theta0 (all convolutions and
+BatchNorm affine parameters; the fresh head has none). ``"l2sp-ref"``: the reference code's
+``alpha * ||theta - theta0||_2`` (not squared) over the 3x3 convolutions only. ``"ewc"``: elastic
+weight consolidation, ``(lambda / 2) sum_i F_i (theta_i - theta0_i)^2`` over the parameters of
+``"l2sp"``, with the diagonal Fisher ``F`` estimated at theta0
+(:func:`~skad_transfer.objectives.ewc_penalty`)."""
+
+REGULARIZER_CLASSES = REGULARIZERS
+"""The same registry under its former name."""
+
+REGULARIZER_PARAMETER_CONSTRAINTS = {
+    "regularizer": [StrOptions(set(REGULARIZERS)), None],
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "ewc_lambda": [Interval(Real, 0, None, closed="left")],
+}
+"""scikit-learn parameter constraints of the detectors that take ``regularizer``, ``alpha`` and ``ewc_lambda``."""
 
 
 def make_regularizer(name: str | None, **strengths: float) -> Regularizer | None:
@@ -149,9 +159,7 @@ def make_regularizer(name: str | None, **strengths: float) -> Regularizer | None
     (``alpha``, ``ewc_lambda``); each takes the one it names in ``strength_parameter``."""
     if name is None:
         return None
-    if name not in REGULARIZER_CLASSES:
-        raise ValueError(f"regularizer must be one of {sorted(REGULARIZER_CLASSES)} or None, got {name!r}")
-    cls = REGULARIZER_CLASSES[name]
+    cls = REGULARIZERS[name]
     return cls(strengths[cls.strength_parameter])
 
 

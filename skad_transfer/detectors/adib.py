@@ -71,7 +71,7 @@ class ADIBDetector(TransferDetector):
         SGD learning rate. The paper uses 0.1 for 100 epochs with an ImageNet theta0; 0.01 is the
         default because short fine-tunes at 0.1 erase a smaller prior within a few hundred steps
         (``docs/design.md``). Pass ``lr=0.1`` for the paper's schedule. Too large a rate makes
-        training diverge: ``fit`` then raises :class:`~skad_transfer.engine.TrainingDivergedError`
+        training diverge: ``fit`` then raises :class:`~skad_transfer.training.TrainingDivergedError`
         (a ``FloatingPointError``) rather than return a model that scores NaN.
     momentum : float, default=0.9
     weight_decay : float, default=1e-4

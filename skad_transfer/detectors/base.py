@@ -4,9 +4,11 @@ A detector is :class:`TransferDetector` with a :class:`Recipe`: a loss (one obje
 :mod:`skad_transfer.losses`), a regularizer toward theta0 (:mod:`skad_transfer.regularizers`) and
 which parameters train (all, or ADRA's adapters). The presets (:class:`~skad_transfer.ADIBDetector`,
 :class:`~skad_transfer.ADRADetector`, :class:`~skad_transfer.DeepADDetector` and the baselines) only
-say which recipe their parameters make (``_recipe``). Everything else lives here: parameter
-validation, input validation, theta0 resolution, the OE corpus, the training engine, scores,
-``offset_`` and pickling.
+say which recipe their parameters make (``_recipe``). This module holds the estimator: parameter
+and input validation, the OE corpus, the held-out images, ``fit`` as a composition of steps (theta0:
+:mod:`~skad_transfer.detectors.theta0`; the data path: :mod:`skad_transfer.data.fitdata`; what
+trains: :mod:`~skad_transfer.detectors.recipe`; training: :mod:`skad_transfer.training`; the fitted
+score: :mod:`~skad_transfer.detectors.fitted_score`), ``offset_``, scoring and pickling.
 
 Scores follow scikit-learn: ``score_samples`` is higher for more normal samples (the negated anomaly
 logit), ``decision_function = score_samples - offset_`` is negative for outliers and ``predict``
@@ -25,9 +27,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import math
 import os
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -40,27 +40,25 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..data.corpora import OutlierCorpus, resolve_corpus
-from ..data.harmonize import (INTENSITY_SEPARABILITY_THRESHOLD, check_jpeg_quality, jpeg_roundtrip,
-                              sampled_intensity_separability)
+from ..data.fitdata import TrainingData
+from ..data.harmonize import check_jpeg_quality
 from ..data.images import validate_images
-from ..engine import (COMPILE_MODES, PRECISIONS, Precision, TrainingData, TrainingDivergedError, TrainSettings,
-                      apply_batched, check_checkpoint_path, checkpoint_seed, resolve_device, train)
-from ..engine import fingerprint as engine_fingerprint
-from ..losses import LOSSES, FitContext, Loss, make_loss, theta0_classifier_head
-from ..nn.adapters import add_residual_adapters, freeze_for_adaptation
-from ..nn.backbone import BACKBONES, Backbone, build_backbone
+from ..device import PRECISIONS, resolve_device
+from ..inference import SCORING_PRECISION, apply_batched
+from ..losses import FitContext, Loss, theta0_classifier_head
+from ..nn.backbone import BACKBONES, Backbone
 from ..persistence import InconsistentVersionWarning, PortableNetworkMixin  # noqa: F401 (its old home)
-from ..regularizers import Regularizer, make_regularizer
-from ..scoring import (KNN_NEIGHBORS, OE_SEPARABILITY_SAMPLE, SCORES, ScoreCalibration, ScoreRule, Standardization,
-                       feature_separability, knn_distances, refitted_boundary, resolve_score,
-                       warn_if_oe_cannot_teach)
-from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, load_backbone_state, resolve_weights
+from ..scoring import SCORES, ScoreCalibration, refitted_boundary
+from ..training import (COMPILE_MODES, Callback, EarlyStopping, TrainingDivergedError, TrainSettings, checkpoint_seed,
+                        train)
+from ..training import fingerprint as run_fingerprint
+from ..training.checkpoints import check_checkpoint_path
+from ..weights import CIFAR_MEAN, CIFAR_STD, WeightsRecord, resolve_weights
+from .fitted_score import FittedScoreMixin
 from .labels import check_novelty_labels, split_second_argument
-
-SCORING_PRECISION = "float32"
-"""Scores are computed in float32 whatever ``precision`` trained the network: a bf16 logit has 8 bits
-of mantissa, and 2,000 natural images scored in bf16 took 916 distinct values (ties in every
-ranking metric and threshold); the ONNX export, float32 too, then reproduces the scores."""
+from .recipe import Recipe
+from .theta0 import build_theta0, check_theta0_is_finite
+from .validation import HeldOutScores
 
 DIVERGENCE_CHECK_SIZE = 64
 """Training images scored after a fit to make sure the model does not score NaN (one scoring batch)."""
@@ -87,33 +85,6 @@ def keep_state_on_failure(fit):
     return wrapper
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What a detector trains; a preset builds it from its parameters (``_recipe``).
-
-    ``loss`` names a :mod:`skad_transfer.losses` loss (``compactness_weight`` is DOC's setting);
-    ``regularizer`` (with ``alpha``, or ``ewc_lambda`` for ``"ewc"``) the pull toward theta0;
-    ``adapters`` ADRA's parametrisation (3x3 convolutions frozen, parallel 1x1 adapters trained).
-    """
-
-    loss: str = "bce"
-    regularizer: str | None = "l2sp"
-    alpha: float = 1e-2
-    ewc_lambda: float = 400.0
-    adapters: bool = False
-    compactness_weight: float = 0.1
-
-    @property
-    def uses_outlier_exposure(self) -> bool:
-        return LOSSES[self.loss].uses_outlier_exposure
-
-    def make_loss(self, center=None) -> Loss:
-        return make_loss(self.loss, center=center, compactness_weight=self.compactness_weight)
-
-    def make_regularizer(self) -> Regularizer | None:
-        return make_regularizer(self.regularizer, alpha=self.alpha, ewc_lambda=self.ewc_lambda)
-
-
 def _is_image_data(value) -> bool:
     if isinstance(value, (np.ndarray, torch.Tensor)):
         return value.ndim >= 2
@@ -133,83 +104,7 @@ class _Summary:
         return self.text
 
 
-def _check_theta0_is_finite(network: nn.Module, source: str) -> None:
-    """A theta0 with NaN or infinite values is an error before any work, naming the tensor and its
-    source: training from it would fail as a diverged loss, and blame the learning rate."""
-    for name, tensor in [*network.named_parameters(), *network.named_buffers()]:
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            count = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(
-                f"{source}: theta0 holds non-finite values (nan or inf) in {name!r} ({count} of {tensor.numel()} "
-                f"values), so it can be neither trained nor scored. The weights are damaged or come from a run "
-                f"that diverged: pass other weights (a registered name or a checkpoint path), or pretrain again"
-            )
-
-
-EARLY_STOPPING_TOL = 1e-4
-"""An epoch improves on the best when its validation loss is lower by more than this."""
-
-
-class _Validation:
-    """The end-of-epoch hooks of a fit with ``validation_fraction``: held-out normal (and OE) images
-    scored into the history (``val_loss``; ``val_auc``, normal vs OE, with OE), and early stopping
-    after ``n_iter_no_change`` epochs without a better ``val_loss``, keeping the best weights."""
-
-    def __init__(self, detector: "TransferDetector", network: nn.Module, loss: Loss, objective, data: TrainingData,
-                 X_val: torch.Tensor, oe_val, device: torch.device):
-        self.loss, self.objective, self.device, self._network = loss, objective, device, network
-        self.patience = detector.n_iter_no_change
-        self.half = max(1, detector.batch_size // 2)
-        self.precision = Precision.resolve(device, detector.precision)
-        # The JPEG round trip of the scorer's path is made once here, not every epoch; per image it is
-        # what score_samples makes, so the scores below are score_samples' scores.
-        prepare = functools.partial(apply_batched, device=device, mean=detector.mean_, std=detector.std_,
-                                    input_size=detector.input_size_, precision=SCORING_PRECISION)
-        self.normality = lambda network, images: prepare(lambda x: loss.normality(network, x), images)
-        self.X_val = jpeg_roundtrip(X_val, detector.jpeg_quality_)
-        self.x_normal = prepare(lambda x: x, self.X_val)  # normalised once for the validation loss
-        self.oe_images = self.x_outlier = None
-        if oe_val is not None:
-            images, rows = oe_val
-            self.oe_images = data.harmonize(images, rows)
-            self.x_outlier = prepare(lambda x: x, self.oe_images)
-        self.best_loss, self.best_epoch, self.best_state, self.since_best = math.inf, 0, None, 0
-
-    @torch.no_grad()
-    def evaluate(self, network: nn.Module) -> dict:
-        was_training = network.training
-        network.eval()
-        losses = []
-        n = self.x_normal.shape[0] if self.x_outlier is None else min(self.x_normal.shape[0], self.x_outlier.shape[0])
-        for start in range(0, n, self.half):
-            x_normal = self.precision.prepare(self.x_normal[start:start + self.half].to(self.device))
-            x_outlier = None if self.x_outlier is None else self.precision.prepare(
-                self.x_outlier[start:start + self.half].to(self.device))
-            with self.precision.autocast(self.device):
-                losses.append(float(self.objective(network, x_normal, x_outlier).float()))
-        auc = None
-        if self.oe_images is not None:
-            from sklearn.metrics import roc_auc_score
-
-            normal = self.normality(network, self.X_val).double().numpy()
-            outlier = self.normality(network, self.oe_images).double().numpy()
-            labels = np.r_[np.ones(len(normal)), np.zeros(len(outlier))]
-            auc = float(roc_auc_score(labels, np.r_[normal, outlier]))
-        network.train(was_training)
-        return {"val_loss": float(np.mean(losses)), "val_auc": auc}
-
-    def after_epoch(self, entry: dict) -> bool:
-        """Track the best epoch (its weights copied to the CPU); True once ``patience`` epochs passed
-        without improvement."""
-        if entry["val_loss"] < self.best_loss - EARLY_STOPPING_TOL:
-            self.best_loss, self.best_epoch, self.since_best = entry["val_loss"], entry["epoch"], 0
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self._network.state_dict().items()}
-            return False
-        self.since_best += 1
-        return self.since_best >= self.patience
-
-
-class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
+class TransferDetector(FittedScoreMixin, PortableNetworkMixin, OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
 
     A subclass is a preset: its constructor stores its parameters and ``_recipe()`` says what they
@@ -343,28 +238,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             return self.backbone
         return getattr(self.backbone, "arch", "resnet26")
 
-    def _trained_parameters(self, recipe: Recipe, loss: Loss, network: nn.Module, context: FitContext):
-        """Make ``network`` (theta0, prepared for ``loss``) trainable as ``recipe`` says.
-
-        Returns the parameters to optimise and the regularizer's ``penalty()`` (or None). The
-        regularizer covers what theta0 provides, so its parameters are taken before adapters exist.
-        """
-        regularizer = recipe.make_regularizer()
-        if regularizer is not None:
-            regularizer.prepare(network, context, lr=self.lr)
-        if recipe.adapters:
-            add_residual_adapters(network)
-            parameters = freeze_for_adaptation(network)
-        else:
-            parameters = list(network.parameters())
-        parameters = loss.trainable(network, parameters)
-        penalty = None if regularizer is None else regularizer.penalty(parameters, adapters=recipe.adapters)
-        return parameters, penalty
-
     # ------------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
     @keep_state_on_failure
-    def fit(self, X, y=None, X_outlier=None):
+    def fit(self, X, y=None, X_outlier=None, *, callbacks=None):
         """Fit the detector on normal images, contrasted with an outlier-exposure corpus.
 
         Parameters
@@ -385,6 +262,14 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             The outlier-exposure corpus, by keyword. Overrides nothing: giving it together with an
             OE corpus in ``y`` is an error; it takes precedence over the ``outlier_exposure``
             parameter.
+        callbacks : list of skad_transfer.training.Callback, optional
+            Your own training callbacks for this fit (subclass
+            :class:`~skad_transfer.training.Callback` and override ``on_epoch_end``,
+            ``on_step_end``, ...; as Keras takes them in ``fit``). They are notified after the
+            fit's own (validation, early stopping), so an epoch's entry already holds ``val_loss``,
+            and before the checkpoint, which saves what they add to the entry (``history_`` keeps
+            it); a callback may end training with ``run.request_stop()``. Through a ``Pipeline``:
+            ``pipe.fit(X, detector__callbacks=[...])``.
 
         Returns
         -------
@@ -412,11 +297,10 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         X, X_val, corpus, oe_val = self._hold_out(X, corpus, seed)
         network = self._prepare_theta0(seed, device)
         self.jpeg_quality_ = check_jpeg_quality(self.jpeg_quality)
-        outlier_shape = self.image_shape_ if self.match_outlier_exposure else None
-        self.match_histograms_, self.intensity_separability_ = self._resolve_match_histograms(
-            X, corpus, outlier_shape, seed)
-        data = TrainingData(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
-                            outlier_shape=outlier_shape, match_histograms=self.match_histograms_, pairing_seed=seed)
+        data = TrainingData.for_fit(X, corpus, device, self.input_size_, jpeg_quality=self.jpeg_quality_,
+                                    outlier_shape=self.image_shape_ if self.match_outlier_exposure else None,
+                                    match_histograms=self.match_histograms, seed=seed)
+        self.match_histograms_, self.intensity_separability_ = data.match_histograms, data.intensity_separability
         self.oe_separability_ = self._outlier_exposure_separability(network, X, data, seed)
         recipe = self._recipe()
         if previous is not None and previous[2] != recipe.loss:
@@ -424,7 +308,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
                 f"warm_start: the last fit trained loss={previous[2]!r} and this one would train loss={recipe.loss!r}; "
                 f"a warm start continues the same objective from where it stopped. Refit with warm_start=False"
             )
-        loss, context = self._train(network, recipe, data, seed, fingerprint, previous, X_val, oe_val, device)
+        loss, context = self._train(network, recipe, data, seed, fingerprint, previous, X_val, oe_val, device,
+                                    callbacks)
         network.eval()
         loss.finish(network, context)
         if loss.center is not None:
@@ -436,8 +321,8 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         self.device_ = device
         self.n_iter_ = len(self.history_)
         self._fit_score(X)
-        # Finite weights can still overflow in the forward pass (and the engine checks the loss
-        # before each step, not the model after the last one): score a batch of training images.
+        # Finite weights can still overflow in the forward pass (the divergence guard checks the loss
+        # and the weights, not what the network computes from them): score a batch of training images.
         self._check_finite(self._score(X[:DIVERGENCE_CHECK_SIZE]), "scores of training images")
         self._set_offset(loss, X, X_val, data, oe_val, seed)
         return self
@@ -467,8 +352,9 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         ``mean_`` and ``std_``."""
         record = resolve_weights(self.weights, arch=self._backbone_arch())
         # The fit's own generators, not torch's global one, which concurrent fits in threads share.
-        network = self._build_network(record, torch.Generator().manual_seed(seed)).to(device)
-        _check_theta0_is_finite(network, "weights " + repr(record.name) if record is not None else "backbone")
+        network = build_theta0(self.backbone, self.width, self.input_size, record,
+                               torch.Generator().manual_seed(seed)).to(device)
+        check_theta0_is_finite(network, "weights " + repr(record.name) if record is not None else "backbone")
         self.weights_ = record
         self.input_size_ = network.input_size if isinstance(network, Backbone) else (self.input_size or 32)
         self.mean_ = tuple(record.mean) if record is not None else CIFAR_MEAN
@@ -476,7 +362,7 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return network
 
     def _train(self, network: nn.Module, recipe: Recipe, data: TrainingData, seed: int, fingerprint: str, previous,
-               X_val, oe_val, device: torch.device):
+               X_val, oe_val, device: torch.device, user_callbacks=None):
         """Train ``network`` as ``recipe`` says (from the fitted weights with ``warm_start``), with
         validation and early stopping when images are held out; records ``history_``,
         ``best_epoch_`` and ``n_trainable_parameters_``. Returns the loss and its context."""
@@ -486,33 +372,55 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
                              batch_size=self.batch_size, generator=torch.Generator().manual_seed(seed + 1),
                              find_theta0_head=self._theta0_head, weights=self.weights)
         objective = loss.prepare(network, context)
-        parameters, penalty = self._trained_parameters(recipe, loss, network, context)
+        parameters, penalty = recipe.trainable(loss, network, context, lr=self.lr)
         self.n_trainable_parameters_ = sum(p.numel() for p in parameters)
         if previous is not None:
             # theta0 stays the regularizer's anchor (taken above); training starts from the fitted weights.
             self._continue_from(network, previous[0])
             if fingerprint:
-                fingerprint = engine_fingerprint(fingerprint, *previous[0].state_dict().values())
+                fingerprint = run_fingerprint(fingerprint, *previous[0].state_dict().values())
         settings = TrainSettings(
             steps=self.steps, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
             weight_decay=self.weight_decay, seed=seed, device=device, precision=self.precision, compile=self.compile,
             verbose=bool(self.verbose),
             checkpoint=self.checkpoint, fingerprint=fingerprint, description=type(self).__name__,
         )
-        validation = None if X_val is None else _Validation(self, network, loss, objective, data, X_val, oe_val,
-                                                             device)
+        callbacks, stopping = self._fit_callbacks(loss, objective, data, X_val, oe_val, device, user_callbacks)
         self.history_ = train(network, data, objective, parameters, settings, mean=self.mean_, std=self.std_,
-                              penalty=penalty, evaluate=None if validation is None else validation.evaluate,
-                              after_epoch=validation.after_epoch if validation and self.early_stopping else None)
+                              penalty=penalty, callbacks=callbacks)
         self.best_epoch_ = len(self.history_)
-        if validation is not None and self.early_stopping and validation.best_state is not None:
-            network.load_state_dict(validation.best_state)  # the best epoch's weights, not the last's
-            self.best_epoch_ = validation.best_epoch
+        if stopping is not None and stopping.best_state is not None:
+            self.best_epoch_ = stopping.best_epoch  # whose weights the callback restored
         if previous is not None:  # one history across the continued fits, epochs numbered on
             done = len(previous[1])
             self.history_ = [*previous[1], *({**h, "epoch": h["epoch"] + done} for h in self.history_)]
             self.best_epoch_ += done
         return loss, context
+
+    def _fit_callbacks(self, loss: Loss, objective, data: TrainingData, X_val, oe_val, device: torch.device,
+                       user_callbacks=None):
+        """The training callbacks this fit adds to every fit's (``train``'s): validation with
+        ``validation_fraction``, early stopping with ``early_stopping``, then the user's ``callbacks``
+        (each a fresh copy, so that a detector's parameter keeps no state across fits). Returns them
+        and the early-stopping callback (or None)."""
+        callbacks, stopping = [], None
+        if X_val is not None:
+            preprocessing = {"mean": self.mean_, "std": self.std_, "input_size": self.input_size_,
+                             "jpeg_quality": self.jpeg_quality_}
+            callbacks.append(HeldOutScores(loss, objective, data, X_val, oe_val, preprocessing=preprocessing,
+                                           batch_size=self.batch_size, device=device, precision=self.precision))
+            if self.early_stopping:
+                stopping = EarlyStopping(patience=self.n_iter_no_change, monitor="val_loss")
+                callbacks.append(stopping)
+        if user_callbacks is not None and not isinstance(user_callbacks, (list, tuple)):
+            raise TypeError(f"callbacks: expected a list of skad_transfer.training.Callback instances, got "
+                            f"{type(user_callbacks).__name__}")
+        for callback in user_callbacks or ():
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks: expected skad_transfer.training.Callback instances, got "
+                                f"{type(callback).__name__}; subclass Callback and override its on_* hooks")
+            callbacks.append(callback)
+        return callbacks, stopping
 
     def _set_offset(self, loss: Loss, X: torch.Tensor, X_val, data: TrainingData, oe_val, seed: int) -> None:
         """``offset_`` (and ``score_calibration_``, ``n_validation_``) from the fitted detector's scores."""
@@ -548,37 +456,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
             return self._score(data.outlier_batch(torch.as_tensor(rows)), roundtrip=False)
 
         return outlier_scores
-
-    def _outlier_exposure_separability(self, network: nn.Module, X: torch.Tensor, data: TrainingData, seed: int,
-                                       sample_size: int = OE_SEPARABILITY_SAMPLE) -> float | None:
-        """How well theta0's pooled features alone tell normal training images from OE images (up to
-        ``sample_size`` of each, as training presents them): the cross-validated AUC of
-        :func:`~skad_transfer.scoring.feature_separability`; None without OE or pooled features.
-
-        At or above :data:`~skad_transfer.scoring.OE_SEPARABILITY_THRESHOLD` the corpus is told apart
-        before any training, by what kind of image it is, and a classifier against it learns little
-        about the anomalies of the task: ``fit`` warns with the remedy."""
-        if data.corpus is None or not isinstance(network, Backbone):
-            return None
-        rng = np.random.default_rng([seed, 5])
-        normal_rows = np.sort(rng.choice(X.shape[0], min(sample_size, X.shape[0]), replace=False))
-        oe_rows = np.sort(rng.choice(len(data.corpus), min(sample_size, len(data.corpus)), replace=False))
-        was_training = network.training
-        network.eval()
-        common = dict(device=next(network.parameters()).device, mean=self.mean_, std=self.std_,
-                      input_size=self.input_size_, precision=SCORING_PRECISION)
-
-        def pooled(x):
-            return network.features(x, ("pooled",))["pooled"].float()
-
-        try:
-            normal = apply_batched(pooled, X[torch.as_tensor(normal_rows)], jpeg_quality=self.jpeg_quality_, **common)
-            outliers = apply_batched(pooled, data.outlier_batch(torch.as_tensor(oe_rows)), **common)
-        finally:
-            network.train(was_training)
-        separability = feature_separability(normal.numpy(), outliers.numpy(), random_state=seed)
-        warn_if_oe_cannot_teach(separability, resolve_score(self.anomaly_score, network, self._recipe().loss))
-        return separability
 
     def _continue_from(self, network: nn.Module, fitted: nn.Module) -> None:
         """Load the fitted network's weights into ``network`` (built for this fit), for ``warm_start``."""
@@ -628,19 +505,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
                 f"(e.g. 10x), or check the inputs"
             )
 
-    def _resolve_match_histograms(self, X: torch.Tensor, corpus: OutlierCorpus | None,
-                                  outlier_shape: tuple[int, int, int] | None,
-                                  seed: int) -> tuple[bool, float | None]:
-        """Whether OE images get normal images' histograms, and the separability that decided it
-        (:func:`~skad_transfer.data.harmonize.sampled_intensity_separability` for ``"auto"``,
-        matched at or above :data:`~skad_transfer.data.harmonize.INTENSITY_SEPARABILITY_THRESHOLD`)."""
-        if corpus is None:
-            return False, None
-        if self.match_histograms != "auto":
-            return bool(self.match_histograms), None
-        separability = sampled_intensity_separability(X, corpus, outlier_shape, seed)
-        return bool(separability >= INTENSITY_SEPARABILITY_THRESHOLD), separability
-
     def _seed_and_fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None) -> tuple[int, str]:
         """The fit's seed, and the fingerprint that identifies its ``checkpoint`` ("" without one).
 
@@ -673,49 +537,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
     def _validate_images(self, X, *, reset: bool) -> torch.Tensor:
         return validate_images(self, X, reset=reset)
 
-    def _build_network(self, record: WeightsRecord | None, generator: torch.Generator) -> nn.Module:
-        """theta0 with a fresh one-logit head, on the CPU; random initialisations come from ``generator``."""
-        if isinstance(self.backbone, nn.Module):
-            if self.width is not None:
-                raise ValueError("width applies to backbone='resnet26' only, not to a module backbone")
-            network = copy.deepcopy(self.backbone).cpu()
-            if record is not None:
-                state = record.load_state_dict()
-                if isinstance(network, Backbone):
-                    load_backbone_state(network, state, source=f"weights {record.name!r}")
-                else:
-                    network.load_state_dict(state)
-            if isinstance(network, Backbone):
-                network.reset_head(1, generator)
-                return network
-            self._check_module_output(network)
-            return network
-        network = build_backbone(self.backbone, width=self.width, input_size=self.input_size, record=record,
-                                 num_classes=1, generator=generator)
-        network.reset_head(1, generator)  # the AD head is always fresh, whatever head theta0 came with
-        return network
-
-    def _check_module_output(self, network: nn.Module) -> None:
-        size = self.input_size or 32
-        was_training = network.training
-        network.eval()
-        expected = f"a module backbone must map (N, 3, {size}, {size}) images to (N, 1) anomaly logits"
-        try:
-            # Two batch sizes: an output whose shape ignores the batch size (a fixed reshape, say)
-            # passes with one and would fail only at scoring time, after the whole fit.
-            for n in (2, 3):
-                try:
-                    with torch.no_grad():
-                        out = network(torch.zeros(n, 3, size, size))
-                except Exception as error:
-                    raise TypeError(f"backbone: {expected}, but a batch of N={n} raised "
-                                    f"{type(error).__name__}: {error}") from error
-                if not isinstance(out, torch.Tensor) or tuple(out.shape) not in ((n, 1), (n,)):
-                    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                    raise TypeError(f"backbone: {expected}, got output {shape} for a batch of N={n}")
-        finally:
-            network.train(was_training)
-
     def _fingerprint(self, X: torch.Tensor, corpus: OutlierCorpus | None, seed: int | None) -> str:
         """What identifies a fit for its checkpoint: class, parameters, data and ``seed`` (None for a
         drawn seed, which the checkpoint records instead; then ``random_state`` is left out too)."""
@@ -731,52 +552,6 @@ class TransferDetector(PortableNetworkMixin, OutlierMixin, BaseEstimator):
         return digest.hexdigest()
 
     # ------------------------------------------------------------------ scoring
-    def _fit_score(self, X: torch.Tensor) -> None:
-        """Resolve ``anomaly_score`` into ``anomaly_score_`` and fit what it needs from the normal training images:
-        their pooled features (the kNN bank, ``train_features_``) and the standardisation of each
-        term (``score_standardization_``: mean and spread of the anomaly logit, and of each image's
-        kNN distance to the *other* training images)."""
-        self.anomaly_score_ = resolve_score(self.anomaly_score, self.network_, self._fitted_recipe().loss)
-        for name in ("train_features_", "score_standardization_", "n_neighbors_"):
-            self.__dict__.pop(name, None)  # a refit with another score leaves nothing stale
-        if self.anomaly_score_ == "loss":
-            return
-        loss = self._fitted_recipe().make_loss(center=getattr(self, "center_", None))
-        network = self.network_
-
-        def both(x):
-            pooled = network.features(x, ("pooled",))["pooled"].float()
-            return torch.cat([pooled, -loss.normality_of_pooled(network, pooled).float()[:, None]], dim=1)
-
-        out = apply_batched(both, X, device=self.device_, mean=self.mean_, std=self.std_,
-                            input_size=self.input_size_, precision=SCORING_PRECISION,
-                            jpeg_quality=self.jpeg_quality_)
-        self.train_features_ = out[:, :-1].numpy()
-        # As many neighbours as the other training images allow (one image: its distance to itself, 0).
-        self.n_neighbors_ = min(KNN_NEIGHBORS, max(X.shape[0] - 1, 1))
-        bank = out[:, :-1].to(self.device_)
-        own = torch.cat([knn_distances(bank[start:start + 1024], bank, self.n_neighbors_,
-                                       leave_one_out=X.shape[0] > 1)
-                         for start in range(0, bank.shape[0], 1024)]).cpu().numpy()
-        self.score_standardization_ = {"loss": Standardization.fit(out[:, -1].numpy()),
-                                       "knn": Standardization.fit(own)}
-
-    def _fitted_recipe(self) -> Recipe:
-        """The recipe of the fit, whatever ``set_params`` changed since; the parameters'
-        own for a model pickled before it was recorded."""
-        return getattr(self, "_fit_recipe", None) or self._recipe()
-
-    def _score_rule(self) -> ScoreRule:
-        """The fitted score as one torch function ``(network, x) -> normality`` (also what ONNX exports)."""
-        # The fitted state a loss scores with (a centre) is a fitted attribute, passed back in.
-        loss = self._fitted_recipe().make_loss(center=getattr(self, "center_", None))
-        score = getattr(self, "anomaly_score_", "loss")  # a model pickled before score existed scores by its loss
-        if score == "loss":
-            return ScoreRule("loss", loss)
-        scales = self.score_standardization_
-        return ScoreRule(score, loss, torch.from_numpy(self.train_features_), scales["loss"], scales["knn"],
-                         k=self.n_neighbors_)
-
     def _score(self, images: torch.Tensor, *, roundtrip: bool = True) -> np.ndarray:
         """Normality scores; ``roundtrip=False`` for images whose JPEG round trip is already done."""
         network = self.network_

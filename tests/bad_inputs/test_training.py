@@ -20,12 +20,13 @@ from sklearn.utils.validation import check_is_fitted
 
 import skad_transfer
 import skad_transfer.losses as losses
-import skad_transfer.engine as engine
+import skad_transfer.training.callbacks as callbacks
 from skad_transfer import ADIBDetector, ADRADetector, DeepADDetector, HSCDetector, LayerFeatures, resnet26
 from skad_transfer.data.corpora import OutlierCorpus
+from skad_transfer.data.fitdata import TrainingData
 from skad_transfer.persistence import InconsistentVersionWarning
-from skad_transfer.engine import TrainingData, TrainingDivergedError, TrainSettings, train
 from skad_transfer.objectives import oe_bce_objective
+from skad_transfer.training import TrainingDivergedError, TrainSettings, train
 from skad_transfer.weights import save_weights
 
 FAST = {**TINY, "batch_size": 32, "jpeg_quality": None, "verbose": False, "precision": "float32"}
@@ -95,7 +96,7 @@ def train_one_step(network, objective):
           settings, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
-def test_the_engine_checks_the_weights_after_the_last_step():
+def test_training_checks_the_weights_after_the_last_step():
     # A finite loss (sqrt(0) = 0) whose gradient is nan (d sqrt / dx at 0 is inf, times 0): the
     # loss check before each step cannot see it, the weights after the step can.
     def nan_gradient(network, x_normal, x_outlier):
@@ -209,7 +210,7 @@ def test_a_seed_builds_the_network_the_global_generator_built(seed):
 # ----------------------------------------------------------------------------------------- checkpoints
 def test_a_checkpoint_resumes_a_fit_without_an_explicit_seed(data, tmp_path, monkeypatch):
     X, X_outlier = data
-    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 1)  # save after every (one-step) epoch
+    monkeypatch.setattr(callbacks, "CHECKPOINT_EVERY", 1)  # save after every (one-step) epoch
     params = {**FAST, "epochs": 3, "batch_size": 16}  # 2 steps per epoch, 6 in all
     reference = ADIBDetector(**{**params, "random_state": np.random.RandomState(5)}).fit(X, X_outlier)
 
@@ -231,7 +232,7 @@ def test_a_checkpoint_resumes_a_fit_without_an_explicit_seed(data, tmp_path, mon
 
 def test_an_interrupted_fit_with_random_state_none_resumes(data, tmp_path, monkeypatch):
     X, X_outlier = data
-    monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(callbacks, "CHECKPOINT_EVERY", 1)
     params = {**FAST, "epochs": 3, "batch_size": 16, "random_state": None, "checkpoint": tmp_path / "fit.ckpt"}
     interrupt = _InterruptAt(4)
     monkeypatch.setattr(losses, "oe_bce_objective", interrupt)

@@ -55,7 +55,7 @@ def test_grid_store_metrics_and_rerun(split, tmp_path, monkeypatch):
         # Provenance: the thread count the run had, and what precision a deep method trained in.
         import torch
 
-        from skad_transfer.engine import Precision, resolve_device
+        from skad_transfer.device import Precision, resolve_device
 
         assert stored["versions"]["threads"] == torch.get_num_threads()
         trained = Precision.resolve(resolve_device("cpu"), record["params"].get("precision", "auto")).name

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from skad_transfer.data.sampling import EXACT_PERMUTATION_LIMIT, KeyedPermutation, permutation_prefix
-from skad_transfer.engine import _epoch_plan, seeded_generator
+from skad_transfer.training import seeded_generator
+from skad_transfer.training.finetune import _epoch_plan
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 1000, 4097])

@@ -138,7 +138,7 @@ def test_out_of_range_float_images_are_refused_by_the_jpeg_round_trip(easy_probl
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_a_memory_mapped_file_is_scored_as_the_same_images_in_memory(easy_problem, tmp_path, dtype):
-    """score_samples streams a memory map batch by batch (benchmarks/corpus_scale.py measures its
+    """score_samples streams a memory map batch by batch (benchmarks/speed/corpus_scale.py measures its
     memory); the scores are those of the array loaded into memory, bitwise."""
     from skad_transfer import LayerFeatures
 

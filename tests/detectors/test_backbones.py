@@ -140,7 +140,7 @@ def test_knn_on_a_fitted_torchvision_detector(data):
 
     from scipy.spatial.distance import cdist
 
-    from skad_transfer.engine import apply_batched
+    from skad_transfer.inference import apply_batched
 
     X_normal, X_outlier, X_test, y_test = data
     det = ADIBDetector(**SMALL).fit(X_normal, X_outlier)

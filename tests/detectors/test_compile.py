@@ -57,7 +57,7 @@ def test_reduce_overhead_mode_compiles_and_marks_every_training_step(easy_proble
 
 
 def test_compile_names_its_modes_when_given_another(easy_problem):
-    from skad_transfer.engine import compiled
+    from skad_transfer.training import compiled
 
     X_normal, X_outlier, _, _ = easy_problem
     with pytest.raises(ValueError, match="'compile' parameter .*'reduce-overhead'.*Got 'fast'"):
@@ -70,13 +70,13 @@ def test_compile_names_its_modes_when_given_another(easy_problem):
 def test_compile_without_a_cpp_compiler_is_an_error_naming_compile_false_before_training(easy_problem, monkeypatch):
     import torch._inductor.cpp_builder as cpp_builder
 
-    import skad_transfer.engine as engine
+    import skad_transfer.training.finetune as finetune
 
     def no_compiler():
         raise RuntimeError("No working C++ compiler found in torch._inductor.config.cpp.cxx: (None, 'g++')")
 
     monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
-    monkeypatch.setattr(engine, "run_epochs", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(finetune, "run_epochs", lambda *a, **k: pytest.fail("training started"))
     X_normal, X_outlier, _, _ = easy_problem
     det = ADIBDetector(weights=None, width=4, steps=2, batch_size=16, device="cpu", compile=True, verbose=False)
     with pytest.raises(RuntimeError, match=r"^compile=True: torch.compile on the CPU needs a working C\+\+ compiler "
@@ -87,7 +87,7 @@ def test_compile_without_a_cpp_compiler_is_an_error_naming_compile_false_before_
 def test_a_failure_inside_torch_compile_names_compile_false(monkeypatch):
     import torch._dynamo.exc as dynamo_exc
 
-    from skad_transfer.engine import compiled
+    from skad_transfer.training import compiled
 
     def broken(function, **kwargs):
         def step(*args):

@@ -81,16 +81,16 @@ def test_auto_threshold_of_the_default_score_is_refitted_on_held_out_normal_and_
 
 def test_held_out_images_are_never_trained_on(easy_problem, monkeypatch):
     X_normal, X_outlier, _, _ = easy_problem
-    import skad_transfer.engine as engine
+    from skad_transfer.data.fitdata import TrainingData
 
     seen = {}
-    real = engine.TrainingData.__init__
+    real = TrainingData.__init__
 
     def recording(self, normal, corpus, *args, **kwargs):
         seen["normal"], seen["corpus"] = normal.clone(), corpus
         real(self, normal, corpus, *args, **kwargs)
 
-    monkeypatch.setattr(engine.TrainingData, "__init__", recording)
+    monkeypatch.setattr(TrainingData, "__init__", recording)
     det = ADIBDetector(validation_fraction=0.25, **FAST).fit(X_normal, X_outlier)
     trained = {tuple(x.flatten().tolist()) for x in seen["normal"]}
     held_out = torch.from_numpy(X_normal[det.validation_indices_]).permute(0, 3, 1, 2)
@@ -189,3 +189,45 @@ def test_warm_start_across_a_change_of_loss_is_an_error_keeping_the_fitted_state
     assert det.n_iter_ == 1 and np.array_equal(det.score_samples(X_normal[:8]), scores)
     det.set_params(loss="bce").fit(X_normal, X_outlier)  # the same loss continues
     assert det.n_iter_ == 2
+
+
+def test_fits_callbacks_see_every_epoch_after_validation_and_their_additions_are_kept(easy_problem):
+    from skad_transfer.training import Callback
+
+    class GradientNorm(Callback):
+        """Records what a user might watch: validation's numbers and the head's weight norm."""
+
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, run, entry):
+            self.seen.append(entry["val_loss"])  # validation ran before: its entry is filled
+            entry["head_norm"] = float(run.network.head.weight.detach().norm())
+
+    X_normal, X_outlier, _, _ = easy_problem
+    watcher = GradientNorm()
+    det = ADIBDetector(validation_fraction=0.25, **{**FAST, "epochs": 2})
+    det.fit(X_normal, X_outlier, callbacks=[watcher])
+    assert watcher.seen == [h["val_loss"] for h in det.history_] and len(watcher.seen) == 2
+    assert all(h["head_norm"] > 0 for h in det.history_)
+    # Through a Pipeline, as a fit parameter of its step.
+    from sklearn.pipeline import make_pipeline
+
+    again = GradientNorm()
+    make_pipeline(ADIBDetector(validation_fraction=0.25, **{**FAST, "epochs": 1})).fit(
+        X_normal, X_outlier, adibdetector__callbacks=[again])
+    assert len(again.seen) == 1
+
+
+def test_callbacks_must_be_callback_instances(easy_problem):
+    X_normal, X_outlier, _, _ = easy_problem
+    with pytest.raises(TypeError, match=r"^callbacks: expected skad_transfer.training.Callback instances, got "
+                                        r"function; subclass Callback"):
+        ADIBDetector(**FAST).fit(X_normal, X_outlier, callbacks=[lambda run: None])
+    with pytest.raises(TypeError, match=r"^callbacks: expected a list of .*Callback instances, got GradientNorm"):
+        from skad_transfer.training import Callback
+
+        class GradientNorm(Callback):
+            pass
+
+        ADIBDetector(**FAST).fit(X_normal, X_outlier, callbacks=GradientNorm())
