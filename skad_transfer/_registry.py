@@ -1,5 +1,5 @@
 """One registry for every name -> object table of the package: weights, backbones, corpora, losses,
-regularizers.
+regularizers, benchmark methods.
 
 A :class:`Registry` is a read-only mapping (``name in registry``, ``registry[name]``, ``set(registry)``,
 ``.items()`` in registration order) with :meth:`~Registry.register` (a taken name is an error unless

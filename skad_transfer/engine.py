@@ -36,6 +36,3 @@ def __getattr__(name: str):
                   f"goes in a later release)", FutureWarning, stacklevel=2)
     return getattr(importlib.import_module(home), name)
 
-
-def __dir__():
-    return sorted(_NEW_HOMES)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._registry import Registry
+
 __all__ = ["DEFAULT_SETTINGS", "METHODS", "check_method", "check_settings", "make_estimator"]
 
 #: Shared settings every method factory receives (and their defaults).
@@ -67,8 +69,9 @@ def _ocsvm(settings, random_state, layer="stage3", nu=0.1, gamma="scale", **extr
     return make_pipeline(features, StandardScaler(), OneClassSVM(nu=nu, gamma=gamma, **extra))
 
 
-#: Method name -> factory ``(settings, random_state, **method_params) -> estimator``.
-METHODS: dict[str, Callable[..., Any]] = {
+#: Method name -> factory ``(settings, random_state, **method_params) -> estimator``; the package's
+#: one :class:`~skad_transfer._registry.Registry` (``METHODS.register(name, factory)`` adds one).
+METHODS = Registry("method", {
     "adib": _deep("ADIBDetector"),
     "adra": _deep("ADRADetector"),
     "hsc": _deep("HSCDetector"),
@@ -77,7 +80,7 @@ METHODS: dict[str, Callable[..., Any]] = {
     "ewc": _deep("ADIBDetector", regularizer="ewc"),
     "knn": _knn,
     "ocsvm": _ocsvm,
-}
+}, unknown="unknown method {name!r}; valid methods are {choices}")
 
 
 def check_method(name) -> str:
@@ -89,7 +92,7 @@ def check_method(name) -> str:
         For any other value; the message lists the valid names.
     """
     if not isinstance(name, str) or name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods are {sorted(METHODS)}")
+        raise METHODS.error(name)
     return name
 
 

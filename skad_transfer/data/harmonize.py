@@ -4,10 +4,8 @@ A classifier of normal images against an outlier-exposure (OE) corpus learns wha
 the two most easily. When the corpus was made by another pipeline than the normal data (another
 compression quality, another resampling), that is the pipeline's signature, not the images'
 meaning: the network then scores every image that went through the normal data's pipeline as
-normal, the anomalies included. Measured on the development protocol (``docs/design.md``): the
-normal set is CIFAR-10 stored as JPEG quality 75, the OE corpus Tiny-ImageNet-32 stored as JPEG
-quality 90, and an ADIB fit spends its capacity on that difference (dev AUC 0.74 on five classes);
-after re-encoding the corpus at quality 75 the same fit reaches 0.93.
+normal, the anomalies included (the CIFAR-10 copy here is JPEG quality 75, the Tiny-ImageNet-32
+corpus JPEG quality 90; what that costs: ``docs/design.md``, "Training defaults").
 
 :func:`jpeg_roundtrip` is applied to the normal training images, to the OE images and to every
 image scored afterwards, so all of them carry the same, freshly made compression signature and

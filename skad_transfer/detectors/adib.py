@@ -101,10 +101,10 @@ class ADIBDetector(TransferDetector):
         ``"reduce-overhead"`` also replays each step's forward and backward as CUDA graphs on a GPU,
         where a step of small images is bound by kernel launches; on the CPU it compiles as
         ``"default"``. It needs a C++ compiler on the CPU (and Triton on CUDA), and compiling costs
-        tens of seconds before the first step (seconds once inductor's cache has it), so it pays
-        for long fits: float32 training ran about 1.15x faster on a 2-core Intel AVX-512 CPU, with
-        no steady gain on an AMD Zen 4 (``docs/benchmarks.md``). Scores agree with an uncompiled
-        fit up to float rounding, not bitwise. Scoring does not compile.
+        tens of seconds before the first step (seconds once inductor's cache has it), so it can pay
+        for long fits only; whether it does depends on the CPU (``docs/benchmarks.md``, "Training
+        throughput"). Scores agree with an uncompiled fit up to float rounding, not bitwise. Scoring
+        does not compile.
     checkpoint : path-like, optional
         Save the training state here after every epoch (at most every 50 steps, and at the end); a
         fit with the same data and parameters resumes from it after an interruption, with the same
@@ -134,15 +134,15 @@ class ADIBDetector(TransferDetector):
         Every image the network sees, normal, outlier exposure and scored alike, first makes one JPEG
         round trip at this quality (:mod:`skad_transfer.data.harmonize`). This erases the low-level
         signature of the pipelines that made the normal data and the OE corpus (compression,
-        resampling), which a normal-vs-OE classifier otherwise learns instead of the images' content:
-        on CIFAR-10 with a Tiny-ImageNet corpus it is worth 18 AUC points (``docs/design.md``).
+        resampling), which a normal-vs-OE classifier otherwise learns instead of the images' content
+        (what it is worth: ``docs/design.md``, "Training defaults").
         Float images must lie in [0, 1]. ``None`` feeds the images as they are.
     match_outlier_exposure : bool, default=True
         Bring the OE images to the normal images' own resolution (when those are smaller) and channel
         count (luma for grayscale normal data) before both take the same path
         (:func:`~skad_transfer.data.harmonize.like_source`): otherwise blur or colour alone tells
-        normal from OE. On a development stand-in for 8x8 grayscale data it was worth 19 AUC points
-        (``docs/design.md``); for CIFAR-10 with Tiny-ImageNet-32 (both 32x32 RGB) it changes nothing.
+        normal from OE (measured: ``docs/design.md``). Images of the OE corpus's own size and
+        channels (CIFAR-10 with Tiny-ImageNet-32, both 32x32 RGB) are left as they are.
     match_histograms : "auto" or bool, default="auto"
         Give every OE image the luminance histogram of a normal training image, keeping its colour
         (:func:`~skad_transfer.data.harmonize.match_luminance`; each OE item is paired with one
@@ -152,10 +152,8 @@ class ADIBDetector(TransferDetector):
         then call every image with the normal data's statistics normal. ``"auto"`` matches when
         luminance statistics alone separate the normal images from the OE images
         (:func:`~skad_transfer.data.harmonize.intensity_separability` >= 0.95 on up to 2,000 of
-        each): on by this rule for 8x8 character images against Tiny-ImageNet (separability 1.00,
-        +13 dev AUC points), off for CIFAR-10 classes (0.59-0.79; forcing it on cost 4-8 dev
-        points, their brightness carries meaning). Set ``False`` when the anomalies to find differ
-        from normal by brightness or contrast alone (``docs/design.md``).
+        each; how the threshold was chosen, and on which data: ``docs/design.md``). Set ``False``
+        when the anomalies to find differ from normal by brightness or contrast alone.
     anomaly_score : {"auto", "loss+knn", "loss", "knn"}, default="auto"
         What ``score_samples`` returns (:mod:`skad_transfer.scoring`). ``"loss+knn"``: the anomaly
         logit plus the mean distance of the image's fitted pooled features to its 2 nearest normal
