@@ -104,6 +104,20 @@ class _Summary:
         return self.text
 
 
+def _checked_callbacks(callbacks) -> list:
+    """``fit``'s ``callbacks``, checked before any work: a list (or tuple) of training callbacks."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks: expected a list of skad_transfer.training.Callback instances, got "
+                        f"{type(callbacks).__name__}")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks: expected skad_transfer.training.Callback instances, got "
+                            f"{type(callback).__name__}; subclass Callback and override its on_* hooks")
+    return list(callbacks)
+
+
 class TransferDetector(FittedScoreMixin, PortableNetworkMixin, OutlierMixin, BaseEstimator):
     """Base class of the transfer-based detectors; not meant to be used directly.
 
@@ -287,6 +301,7 @@ class TransferDetector(FittedScoreMixin, PortableNetworkMixin, OutlierMixin, Bas
         the call; with ``checkpoint=`` the last saved state stays on disk, and the same fit resumes
         from it.
         """
+        callbacks = _checked_callbacks(callbacks)
         # warm_start continues from the fitted network (taken before validation resets the fitted state).
         previous = ((self.network_, self.history_, self._fitted_recipe().loss)
                     if self.warm_start and hasattr(self, "network_") else None)
@@ -400,9 +415,9 @@ class TransferDetector(FittedScoreMixin, PortableNetworkMixin, OutlierMixin, Bas
     def _fit_callbacks(self, loss: Loss, objective, data: TrainingData, X_val, oe_val, device: torch.device,
                        user_callbacks=None):
         """The training callbacks this fit adds to every fit's (``train``'s): validation with
-        ``validation_fraction``, early stopping with ``early_stopping``, then the user's ``callbacks``
-        (each a fresh copy, so that a detector's parameter keeps no state across fits). Returns them
-        and the early-stopping callback (or None)."""
+        ``validation_fraction``, early stopping with ``early_stopping``, then ``fit``'s ``callbacks``
+        (as given, checked by :func:`_checked_callbacks`). Returns them and the early-stopping
+        callback (or None)."""
         callbacks, stopping = [], None
         if X_val is not None:
             preprocessing = {"mean": self.mean_, "std": self.std_, "input_size": self.input_size_,
@@ -412,14 +427,7 @@ class TransferDetector(FittedScoreMixin, PortableNetworkMixin, OutlierMixin, Bas
             if self.early_stopping:
                 stopping = EarlyStopping(patience=self.n_iter_no_change, monitor="val_loss")
                 callbacks.append(stopping)
-        if user_callbacks is not None and not isinstance(user_callbacks, (list, tuple)):
-            raise TypeError(f"callbacks: expected a list of skad_transfer.training.Callback instances, got "
-                            f"{type(user_callbacks).__name__}")
-        for callback in user_callbacks or ():
-            if not isinstance(callback, Callback):
-                raise TypeError(f"callbacks: expected skad_transfer.training.Callback instances, got "
-                                f"{type(callback).__name__}; subclass Callback and override its on_* hooks")
-            callbacks.append(callback)
+        callbacks.extend(user_callbacks or ())
         return callbacks, stopping
 
     def _set_offset(self, loss: Loss, X: torch.Tensor, X_val, data: TrainingData, oe_val, seed: int) -> None:
