@@ -249,7 +249,8 @@ def low_resolution_luma(images: np.ndarray, size: int) -> np.ndarray:
 
     out = []
     for start in range(0, len(images), 4096):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + 4096])).permute(0, 3, 1, 2).float()
+        # A copy: the cached dataset is read-only, and torch will not wrap a read-only array without warning.
+        part = torch.from_numpy(np.array(images[start:start + 4096])).permute(0, 3, 1, 2).float()
         part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         out.append(part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from skad_transfer.bench.devsuite import (KINDS, SHAPE_CLASSES, TEXTURE_CLASSES, make_glyphs, make_shapes, make_task,
-                                          make_textures)
+from skad_transfer.bench.devsuite import (KINDS, SHAPE_CLASSES, TEXTURE_CLASSES, low_resolution_luma, make_glyphs,
+                                          make_shapes, make_task, make_textures)
 
 
 @pytest.mark.parametrize("make, shape, n_classes", [(make_glyphs, (8, 8, 1), 10), (make_shapes, (32, 32, 3), 8),
@@ -38,3 +38,16 @@ def test_bad_kinds_classes_and_missing_data_are_errors():
     with pytest.raises(ValueError, match="cifar10-jpg.zip: pass data_dir="):
         make_task("cifar10-dev", 0)
     assert len(KINDS) == 5
+
+
+def test_low_resolution_luma_takes_a_read_only_array_without_a_warning():
+    import warnings
+
+    images = np.zeros((3, 32, 32, 3), dtype=np.uint8)
+    images[..., 0] = 200  # pure red: luma 0.299 * 200
+    images.setflags(write=False)  # as the cached datasets are
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = low_resolution_luma(images, 16)
+    assert out.shape == (3, 16, 16, 1) and out.dtype == np.uint8
+    assert (out == round(0.299 * 200)).all()
