@@ -12,14 +12,17 @@ fitted network's logit alone (``anomaly_score="loss"``, what the OE corpus taugh
   anomalies that score at least as normal as the 10% quantile of the evaluation normal images (a
   boundary at 10% false alarms), and the logit's AUC;
 - what a fit can see without anomalies (candidates for the signal): the same pass rate and AUC for
-  *pseudo-anomalies made from the normal training images*, their tiles shuffled on a ``g x g`` grid
-  (``shuffle{g}``: the images' colours, textures and format kept, their objects broken), measured
-  against the normal training images themselves.
+  *pseudo-anomalies made from the normal training images*, measured against the normal training
+  images themselves: their tiles shuffled on a ``g x g`` grid (``shuffle{g}``: colours, textures and
+  format kept, objects broken), pairs of them averaged (``mixup``: no edge of its own, the object
+  doubled), and a quarter turn (``rot90``); and each made from the held-out normal images and measured
+  against them (``heldout-*``: what a fit with ``validation_fraction`` could see).
 
 A candidate is worth a warning if it is high exactly where ``anomaly_pass`` is high and the logit
 loses to kNN-AD (``--suite``, the development suite's results file, gives kNN-AD's AUC per task).
 Each fitted detector is saved under ``--models`` (git-ignored) so that other candidates can be
-measured without refitting. Each line of ``--out`` is one task; finished tasks are skipped.
+measured without refitting: a run with another ``--out`` and the same ``--models`` measures the saved
+fits again. Each line of ``--out`` is one task; finished tasks are skipped.
 """
 
 from __future__ import annotations
@@ -56,6 +59,22 @@ def shuffled_tiles(images: np.ndarray, grid: int, seed: int = 0) -> np.ndarray:
     return out
 
 
+def mixed_pairs(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each image averaged with another of ``images`` (a random pairing without fixed points): the
+    kind of image kept, with no edge of its own, the object doubled."""
+    rng = np.random.default_rng([seed, 7])
+    partner = (np.arange(len(images)) + rng.integers(1, len(images), len(images))) % len(images)
+    return ((images.astype(np.uint16) + images[partner]) // 2).astype(images.dtype)
+
+
+def pseudo_anomalies(images: np.ndarray) -> dict:
+    """The candidates: tiles shuffled on each of :data:`GRIDS`, pairs mixed, a quarter turn."""
+    out = {f"shuffle{g}": shuffled_tiles(images, g) for g in GRIDS}
+    out["mixup"] = mixed_pairs(images)
+    out["rot90"] = np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
+    return out
+
+
 def pass_rate(normal: np.ndarray, others: np.ndarray, quantile: float = 0.10) -> float:
     """The fraction of ``others`` (normality scores) at least as normal as the ``quantile`` of ``normal``."""
     return round(float(np.mean(others >= np.quantile(normal, quantile))), 4)
@@ -76,10 +95,16 @@ def measure(task, det) -> dict:
         anomalies = det.score_samples(task.X_eval[task.y_eval == -1])
         normal_train = det.score_samples(task.X_normal)
         out = {"anomaly_pass": pass_rate(normal_eval, anomalies), "logit_auc": auc(normal_eval, anomalies)}
-        for grid in GRIDS:
-            shuffled = det.score_samples(shuffled_tiles(task.X_normal, grid))
-            out[f"shuffle{grid}_pass"] = pass_rate(normal_train, shuffled)
-            out[f"shuffle{grid}_auc"] = auc(normal_train, shuffled)
+        for name, pseudo in pseudo_anomalies(task.X_normal).items():
+            scores = det.score_samples(pseudo)
+            out[f"{name}_pass"] = pass_rate(normal_train, scores)
+            out[f"{name}_auc"] = auc(normal_train, scores)
+        # The same made from held-out normal images and measured against them (what a fit with
+        # validation_fraction could measure): is the training images' own fit the confound?
+        for name, pseudo in pseudo_anomalies(task.X_eval[task.y_eval == 1]).items():
+            scores = det.score_samples(pseudo)
+            out[f"heldout-{name}_pass"] = pass_rate(normal_eval, scores)
+            out[f"heldout-{name}_auc"] = auc(normal_eval, scores)
     finally:
         det.set_params(anomaly_score="auto")
     return out
@@ -128,7 +153,8 @@ def table(path: Path, suite: Path | None) -> str:
             if not is_provenance(r) and r.get("method") == "knn":
                 knn[(r["kind"], r["class"])] = r["auc"]["default"]
     records = [r for r in map(json.loads, path.read_text().splitlines()) if not is_provenance(r)]
-    columns = ["anomaly_pass", "logit_auc"] + [f"shuffle{g}_{m}" for g in GRIDS for m in ("pass", "auc")]
+    names = [k[:-5] for k in records[0] if k.endswith("_pass") and k != "anomaly_pass"] if records else []
+    columns = ["anomaly_pass", "logit_auc"] + [f"{n}_{m}" for n in names for m in ("pass", "auc")]
     lines = ["| kind | class | logit - kNN-AD | " + " | ".join(columns) + " |", "|---|---|---|" + "---|" * len(columns)]
     for r in records:
         margin = 100 * (r["logit_auc"] - knn[(r["kind"], r["class"])]) if (r["kind"], r["class"]) in knn else float("nan")
