@@ -2,7 +2,11 @@
 training set normal, and can a fit tell without anomalies?
 
     python benchmarks/studies/end_of_fit_signal.py --data DATA_DIR --out benchmarks/results/dev_suite/end_signal.jsonl
-    python benchmarks/studies/end_of_fit_signal.py --table benchmarks/results/dev_suite/end_signal.jsonl
+    python benchmarks/studies/end_of_fit_signal.py --data DATA_DIR --out benchmarks/results/dev_suite/end_signal_candidates.jsonl
+    python benchmarks/studies/end_of_fit_signal.py --table benchmarks/results/dev_suite/end_signal_candidates.jsonl
+
+(The second run measures the fits the first saved; the committed ``end_signal.jsonl`` was written by
+an earlier version of this script that measured the two shuffles only.)
 
 Per development-suite task (:mod:`skad_transfer.bench.devsuite`, classes 0 and 3 of every kind, the
 suite's sizes, seed 0) the script makes one ADIB fit with the library's defaults and measures, on the
