@@ -93,6 +93,7 @@ def auc(normal: np.ndarray, others: np.ndarray) -> float:
 
 
 def measure(task, det) -> dict:
+    fitted_score = det.anomaly_score
     det.set_params(anomaly_score="loss")
     try:
         normal_eval = det.score_samples(task.X_eval[task.y_eval == 1])
@@ -110,7 +111,7 @@ def measure(task, det) -> dict:
             out[f"heldout-{name}_pass"] = pass_rate(normal_eval, scores)
             out[f"heldout-{name}_auc"] = auc(normal_eval, scores)
     finally:
-        det.set_params(anomaly_score="auto")
+        det.set_params(anomaly_score=fitted_score)
     return out
 
 
