@@ -31,18 +31,11 @@ def dev_split(data_dir: Path):
 
 
 def low_res(images: np.ndarray, size: int, gray: bool) -> np.ndarray:
-    """NHWC uint8 images resized to ``size`` (bilinear, antialiased) and, with ``gray``, made luma."""
-    import torch
-    import torch.nn.functional as F
+    """NHWC uint8 images resized to ``size`` (bilinear, antialiased) and, with ``gray``, made luma:
+    :func:`skad_transfer.bench.devsuite.low_resolution`, under the studies' older name."""
+    from skad_transfer.bench.devsuite import low_resolution
 
-    out = []
-    for start in range(0, len(images), 4096):
-        part = torch.from_numpy(np.ascontiguousarray(images[start:start + 4096])).permute(0, 3, 1, 2).float()
-        part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        if gray:
-            part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        out.append(part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
+    return low_resolution(images, size, luma=gray)
 
 
 def match_histograms(images: np.ndarray, references: np.ndarray, seed: int) -> np.ndarray:

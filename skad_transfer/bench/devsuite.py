@@ -242,8 +242,8 @@ def make_textures(n_per_class: int, random_state: int = 0):
 
 
 # ---------------------------------------------------------------------------- CIFAR-10 kinds
-def low_resolution_luma(images: np.ndarray, size: int) -> np.ndarray:
-    """NHWC uint8 colour images resized to ``size`` (bilinear, antialiased) and made luma (BT.601)."""
+def low_resolution(images: np.ndarray, size: int, *, luma: bool) -> np.ndarray:
+    """NHWC uint8 images resized to ``size`` (bilinear, antialiased) and, with ``luma``, made luma (BT.601)."""
     import torch
     import torch.nn.functional as F
 
@@ -252,9 +252,15 @@ def low_resolution_luma(images: np.ndarray, size: int) -> np.ndarray:
         # A copy: the cached dataset is read-only, and torch will not wrap a read-only array without warning.
         part = torch.from_numpy(np.array(images[start:start + 4096])).permute(0, 3, 1, 2).float()
         part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if luma:
+            part = (part * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         out.append(part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
+
+
+def low_resolution_luma(images: np.ndarray, size: int) -> np.ndarray:
+    """NHWC uint8 colour images resized to ``size`` (bilinear, antialiased) and made luma (BT.601)."""
+    return low_resolution(images, size, luma=True)
 
 
 def _cifar10_dev(data_dir: Path):

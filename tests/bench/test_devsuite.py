@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from skad_transfer.bench.devsuite import (KINDS, SHAPE_CLASSES, TEXTURE_CLASSES, low_resolution_luma, make_glyphs,
-                                          make_shapes, make_task, make_textures)
+from skad_transfer.bench.devsuite import (KINDS, SHAPE_CLASSES, TEXTURE_CLASSES, low_resolution, low_resolution_luma,
+                                          make_glyphs, make_shapes, make_task, make_textures)
 
 
 @pytest.mark.parametrize("make, shape, n_classes", [(make_glyphs, (8, 8, 1), 10), (make_shapes, (32, 32, 3), 8),
@@ -40,7 +40,7 @@ def test_bad_kinds_classes_and_missing_data_are_errors():
     assert len(KINDS) == 5
 
 
-def test_low_resolution_luma_takes_a_read_only_array_without_a_warning():
+def test_low_resolution_takes_a_read_only_array_without_a_warning_in_colour_or_luma():
     import warnings
 
     images = np.zeros((3, 32, 32, 3), dtype=np.uint8)
@@ -49,5 +49,7 @@ def test_low_resolution_luma_takes_a_read_only_array_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = low_resolution_luma(images, 16)
+        colour = low_resolution(images, 16, luma=False)
     assert out.shape == (3, 16, 16, 1) and out.dtype == np.uint8
     assert (out == round(0.299 * 200)).all()
+    assert colour.shape == (3, 16, 16, 3) and (colour == images[:, ::2, ::2]).all()  # flat: resizing keeps it
